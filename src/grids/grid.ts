@@ -1,0 +1,60 @@
+/**
+ * Where jobs run. Every backend (local processes, Slurm, SGE, HTCondor) hides
+ * behind this interface, and every backend runs the user's script through the
+ * same wrapper (bin/rp-job-wrapper), which records exit code, host and times in
+ * a status file next to the logs. A finished job is therefore judged the same
+ * way everywhere, even when the scheduler has already forgotten it.
+ */
+
+/** What the loop asks a grid to run. All paths are absolute. */
+export interface JobSpec {
+  /** Scheduler job name; carries production, version and run, e.g. `rp-alcapana-v3-r2091`. */
+  name: string;
+  /** The user's job script (from the frozen production config). */
+  script: string;
+  /** Environment for the script: RUN, DATASET, INPUT, OUTPUT_<NAME>, ... */
+  env: Record<string, string>;
+  /** Working directory of the job. */
+  workDir: string;
+  /** Where the script's stdout and stderr go (the `olog`/`elog` outputs when declared). */
+  stdoutPath: string;
+  stderrPath: string;
+  /** Where the wrapper writes its status file (see wrapper.ts). */
+  statusPath: string;
+}
+
+/** A job as one backend sees it right now. */
+export type JobState =
+  | { readonly state: 'queued' }
+  | { readonly state: 'running'; readonly host?: string }
+  /** The job ended; exitCode as recorded by the wrapper or the scheduler (128+N for signal N). */
+  | { readonly state: 'done'; readonly exitCode: number; readonly host?: string; readonly reason?: string }
+  /** Neither the scheduler nor the wrapper's status file know the job: it vanished. */
+  | { readonly state: 'lost'; readonly reason: string };
+
+/** A job to look at: its id and the wrapper status file that backs the scheduler's answer. */
+export interface JobRef {
+  jobId: string;
+  statusPath: string;
+}
+
+export interface Grid {
+  /** Backend name as written in the config (`local`, `slurm`, `sge`, `htcondor`). */
+  readonly backend: string;
+  /** Submit one job; resolves to the backend's job id. Throws GridUnavailableError when the scheduler is down. */
+  submit(job: JobSpec): Promise<string>;
+  /** Look at many jobs at once (one scheduler query, not one per job). Every asked id is in the answer. */
+  poll(jobs: readonly JobRef[]): Promise<Map<string, JobState>>;
+  /** Cancel many jobs at once; ids that are already gone are not an error. */
+  cancel(jobIds: readonly string[]): Promise<void>;
+  /**
+   * Whether this grid can see and act on that job from here (the local grid only
+   * reaches processes on its own host). Used when adopting a dead session's jobs.
+   */
+  canReach(jobId: string): boolean;
+}
+
+/** The scheduler could not be reached or refused the request: retry later, the run stays where it is. */
+export class GridUnavailableError extends Error {
+  override readonly name = 'GridUnavailableError';
+}

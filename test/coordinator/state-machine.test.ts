@@ -1,0 +1,191 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { claimRuns } from '../../src/coordinator/claims.js';
+import { readCounts } from '../../src/coordinator/counts.js';
+import { heartbeat, reapExpiredSessions, startSession } from '../../src/coordinator/sessions.js';
+import { RUN_STATUSES, type RunStatus } from '../../src/coordinator/statuses.js';
+import { ForbiddenTransitionError, transitionRuns } from '../../src/coordinator/transition.js';
+import { openDatabase } from '../../src/db/connection.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { seedProduction } from '../helpers/seed.js';
+
+let database: TestDatabase;
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database?.drop();
+});
+
+const session = (db = database.handle.db, productionId: number | null = null, leaseSeconds = 60) =>
+  startSession(db, { user: 'alice', host: 'login1', pid: 1, productionId, options: {}, leaseSeconds });
+
+async function allowedPairs(): Promise<Set<string>> {
+  const rows = await database.handle.db.selectFrom('run_status_transitions').select(['from_status', 'to_status']).execute();
+  return new Set(rows.map((r) => `${r.from_status}>${r.to_status}`));
+}
+
+describe('the state machine', () => {
+  it('refuses every transition that is not allowed, and changes nothing', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 1, firstRun: 1 });
+    const allowed = await allowedPairs();
+    const actor = { user: 'alice', sessionId: await session(db, productionId) };
+    let refused = 0;
+    for (const from of RUN_STATUSES) {
+      for (const to of RUN_STATUSES) {
+        if (allowed.has(`${from}>${to}`)) continue;
+        await expect(
+          transitionRuns(db, { productionId, runs: [1], from, to, owner: null, actor }),
+        ).rejects.toBeInstanceOf(ForbiddenTransitionError);
+        refused++;
+      }
+    }
+    expect(refused).toBe(RUN_STATUSES.length ** 2 - allowed.size);
+    const row = await db.selectFrom('production_runs').select('status').where('run_number', '=', 1).executeTakeFirstOrThrow();
+    expect(row.status).toBe('new');
+    const events = await db.selectFrom('events').select('id').where('production_id', '=', productionId).where('kind', '=', 'transition').execute();
+    expect(events).toHaveLength(0);
+  });
+
+  it('moves a run through every status with one event each and keeps the counters exact', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 3, firstRun: 10 });
+    const id = await session(db, productionId);
+    const actor = { user: 'alice', sessionId: id };
+    expect(await claimRuns(db, { productionId, session: { id, user: 'alice' }, limit: 2 })).toEqual([10, 11]);
+    const path: RunStatus[] = ['claimed', 'downloading', 'staged', 'submitted', 'running', 'finished'];
+    for (let i = 1; i < path.length; i++) {
+      const moved = await transitionRuns(db, {
+        productionId,
+        runs: [{ run: 10, jobId: path[i] === 'submitted' ? 'local:h:1' : undefined }],
+        from: path[i - 1]!,
+        to: path[i]!,
+        owner: id,
+        actor,
+        countAttempt: path[i] === 'finished',
+      });
+      expect(moved).toEqual([10]);
+    }
+    const run = await db.selectFrom('production_runs').selectAll().where('production_id', '=', productionId).where('run_number', '=', 10).executeTakeFirstOrThrow();
+    expect(run).toMatchObject({ status: 'finished', session_id: null, job_id: 'local:h:1', attempts: 1, claimed_by: 'alice' });
+    const events = await db.selectFrom('events').select(['from_status', 'to_status']).where('production_id', '=', productionId).where('run_number', '=', 10).orderBy('id').execute();
+    expect(events.map((e) => `${e.from_status}>${e.to_status}`)).toEqual(['new>claimed', ...path.slice(1).map((to, i) => `${path[i]}>${to}`)]);
+    const counts = await readCounts(db, productionId);
+    expect(counts.total).toBe(3);
+    expect(counts.counts).toMatchObject({ finished: 1, claimed: 1, new: 1 });
+    const truth = await sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM production_runs WHERE production_id = ${productionId} GROUP BY 1`.execute(db);
+    for (const { status, n } of truth.rows) expect(counts.counts[status as RunStatus]).toBe(n);
+  });
+
+  it('does not let a session touch a run it does not hold', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 1, firstRun: 20 });
+    const alice = await session(db, productionId);
+    const bob = await session(db, productionId);
+    await claimRuns(db, { productionId, session: { id: alice, user: 'alice' }, limit: 1 });
+    const moved = await transitionRuns(db, { productionId, runs: [20], from: 'claimed', to: 'new', owner: bob, actor: { user: 'bob', sessionId: bob } });
+    expect(moved).toEqual([]);
+    const row = await db.selectFrom('production_runs').select(['status', 'session_id']).where('run_number', '=', 20).executeTakeFirstOrThrow();
+    expect(row).toEqual({ status: 'claimed', session_id: alice });
+  });
+
+  it('fences a stale session out once it has been reaped', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 4, firstRun: 30 });
+    const stale = await session(db, productionId, 1);
+    const claimed = await claimRuns(db, { productionId, session: { id: stale, user: 'carol' }, limit: 4 });
+    expect(claimed).toHaveLength(4);
+    await transitionRuns(db, { productionId, runs: [30], from: 'claimed', to: 'downloading', owner: stale, actor: { user: 'carol', sessionId: stale } });
+    await sql`UPDATE sessions SET heartbeat_at = now() - interval '5 seconds' WHERE id = ${stale}::uuid`.execute(db);
+    const reaper = await session(db, productionId);
+    const outcomes = await reapExpiredSessions(db, { user: 'alice', sessionId: reaper });
+    expect(outcomes).toHaveLength(1);
+    expect(outcomes[0]!.returned).toEqual([30, 31, 32, 33]);
+    // The reaped session wakes up: its heartbeat fails and its writes change nothing.
+    expect(await heartbeat(db, stale)).toBe(false);
+    const moved = await transitionRuns(db, { productionId, runs: [31], from: 'claimed', to: 'downloading', owner: stale, actor: { user: 'carol', sessionId: stale } });
+    expect(moved).toEqual([]);
+    // Bob claims them now; the stale session still cannot touch them.
+    const bob = await session(db, productionId);
+    expect(await claimRuns(db, { productionId, session: { id: bob, user: 'bob' }, limit: 4 })).toEqual([30, 31, 32, 33]);
+    expect(await transitionRuns(db, { productionId, runs: [30, 31], from: 'claimed', to: 'new', owner: stale, actor: { user: 'carol', sessionId: stale } })).toEqual([]);
+    const events = await db.selectFrom('events').select(['kind', 'message']).where('production_id', '=', productionId).where('to_status', '=', 'new').execute();
+    expect(events).toHaveLength(4);
+    expect(events[0]!.message).toMatch(/lease expired/);
+    const ended = await db.selectFrom('sessions').select(['ended_at', 'end_reason']).where('id', '=', stale).executeTakeFirstOrThrow();
+    expect(ended.ended_at).not.toBeNull();
+    expect(ended.end_reason).toMatch(/lease expired/);
+  });
+});
+
+describe('claims', () => {
+  it('16 concurrent connections claim 10,000 runs in batches, each exactly once', async () => {
+    const { db } = database.handle;
+    const { productionId, runs } = await seedProduction(db, { runs: 10_000, firstRun: 100_000 });
+    const claimedBy = new Map<number, string>();
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, i) => {
+        const own = openDatabase(database.url, { max: 1 });
+        try {
+          const id = await session(own.db, productionId);
+          for (;;) {
+            const got = await claimRuns(own.db, { productionId, session: { id, user: `user${i}` }, limit: 25 });
+            if (got.length === 0) break;
+            for (const run of got) {
+              expect(claimedBy.has(run)).toBe(false);
+              claimedBy.set(run, id);
+            }
+          }
+        } finally {
+          await own.close();
+        }
+      }),
+    );
+    expect(claimedBy.size).toBe(runs.length);
+    const dup = await sql<{ n: number }>`SELECT count(*)::int AS n FROM events WHERE production_id = ${productionId} AND to_status = 'claimed' GROUP BY run_number HAVING count(*) > 1`.execute(db);
+    expect(dup.rows).toHaveLength(0);
+    const counts = await readCounts(db, productionId);
+    expect(counts.counts.claimed).toBe(10_000);
+    expect(counts.counts.new).toBe(0);
+  });
+
+  it('never exceeds the production limit under concurrent claims', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 200, firstRun: 300_000, maxRunning: 17 });
+    const results = await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const own = openDatabase(database.url, { max: 1 });
+        try {
+          const id = await session(own.db, productionId);
+          let total = 0;
+          for (let i = 0; i < 5; i++) total += (await claimRuns(own.db, { productionId, session: { id, user: 'u' }, limit: 3 })).length;
+          return total;
+        } finally {
+          await own.close();
+        }
+      }),
+    );
+    expect(results.reduce((a, b) => a + b, 0)).toBe(17);
+    expect((await readCounts(db, productionId)).counts.claimed).toBe(17);
+  });
+
+  it('claims only from the datasets asked for, in run order', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 30, firstRun: 400_000, datasets: ['A', 'B', 'C'] });
+    const id = await session(db, productionId);
+    const got = await claimRuns(db, { productionId, session: { id, user: 'u' }, limit: 100, datasets: ['B'] });
+    expect(got).toHaveLength(10);
+    expect([...got].sort((a, b) => a - b)).toEqual(got);
+    const rows = await db.selectFrom('production_runs').select('dataset').where('production_id', '=', productionId).where('status', '=', 'claimed').execute();
+    expect(new Set(rows.map((r) => r.dataset))).toEqual(new Set(['B']));
+  });
+
+  it('claims nothing for a paused production', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 5, firstRun: 500_000 });
+    await db.updateTable('productions').set({ status: 'paused' }).where('id', '=', productionId).execute();
+    const id = await session(db, productionId);
+    expect(await claimRuns(db, { productionId, session: { id, user: 'u' }, limit: 5 })).toEqual([]);
+  });
+});
