@@ -1,0 +1,115 @@
+import { spawn } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import { GridUnavailableError } from './grid.js';
+
+/**
+ * Runs one scheduler command (sbatch, qstat, condor_q, ...) either here or on a
+ * submit host over ssh. Every backend goes through this single door so that
+ * "the scheduler cannot be reached" is detected the same way everywhere and so
+ * that tests can replace it with a runner answering from recorded outputs.
+ */
+
+export interface CommandOptions {
+  /** Run the command on this host through `ssh` (user@host or an ssh_config alias). */
+  sshHost?: string;
+  /** Give up (and kill the command) after this long; GridUnavailableError. */
+  timeoutMs?: number;
+  /** Written to the command's standard input, which is closed afterwards. */
+  input?: string;
+  /** Environment of the local process (for ssh: of the ssh client, not the remote command). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface CommandResult {
+  stdout: string;
+  stderr: string;
+  /** Exit status; 128+N when the command died from signal N. */
+  code: number;
+}
+
+/** ssh reserves exit status 255 for its own failures (host unreachable, auth refused, ...). */
+const SSH_FAILURE = 255;
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** Quotes one word for a POSIX shell: the remote side of ssh always goes through the user's login shell. */
+export function shellQuote(word: string): string {
+  if (/^[A-Za-z0-9_\/.,:=@%+-]+$/.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The argv actually spawned: the command itself, or ssh carrying it to the submit host. */
+export function commandLine(argv: readonly string[], sshHost?: string): string[] {
+  if (sshHost === undefined) return [...argv];
+  // BatchMode: never prompt for a password in an unattended loop; fail instead.
+  return ['ssh', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHost, '--', argv.map(shellQuote).join(' ')];
+}
+
+export async function runCommand(argv: string[], opts: CommandOptions = {}): Promise<CommandResult> {
+  if (argv.length === 0) throw new Error('runCommand: empty command');
+  const [file, ...args] = commandLine(argv, opts.sshHost);
+  // Only the command name and host go into messages: arguments may carry paths
+  // worth showing, but environment values (tokens, passwords) never do.
+  const where = opts.sshHost === undefined ? 'locally' : `on ${opts.sshHost} (via ssh)`;
+  const label = `${argv[0]} ${where}`;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+
+  const result = await new Promise<CommandResult>((resolve, reject) => {
+    const child = spawn(file!, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let timedOut = false;
+    let settled = false;
+    const settle = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      fn();
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      const why = error.code === 'ENOENT' ? 'command not found' : error.code ?? error.message;
+      settle(() => reject(new GridUnavailableError(`cannot run ${label}: ${why}`)));
+    });
+    child.on('close', (code, signal) => {
+      settle(() => {
+        if (timedOut) {
+          reject(new GridUnavailableError(`${label} did not answer within ${Math.round(timeoutMs / 1000)} s`));
+          return;
+        }
+        const signalNumber = signal === null ? 0 : osConstants.signals[signal] ?? 0;
+        resolve({
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          stderr: Buffer.concat(stderr).toString('utf8'),
+          code: code ?? 128 + signalNumber,
+        });
+      });
+    });
+    // A command that does not read its input must not make us crash with EPIPE.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.input ?? '');
+  });
+
+  if (opts.sshHost !== undefined && result.code === SSH_FAILURE) {
+    throw new GridUnavailableError(`ssh to ${opts.sshHost} failed while running ${argv[0]}: ${lastLine(result.stderr) || 'exit 255'}`);
+  }
+  return result;
+}
+
+/** Backends take the runner as a dependency so tests can answer from recorded scheduler outputs. */
+export type CommandRunner = typeof runCommand;
+
+/** The first non-empty line of a command's output: schedulers put the useful part of an error there. */
+export function firstLine(text: string): string {
+  return text.split('\n').map((line) => line.trim()).find((line) => line.length > 0) ?? '';
+}
+
+/** ssh prints warnings first and its own error last. */
+function lastLine(text: string): string {
+  return text.split('\n').map((line) => line.trim()).filter((line) => line.length > 0).pop() ?? '';
+}
