@@ -60,24 +60,34 @@ export const EVENT_TONES: Record<SnapshotEvent['kind'], Tone> = {
   error: 'red',
 };
 
+/** Adjacent segments that would look the same become one Ink node: fewer nodes, faster layout. */
+function mergeSegs(segs: SegLine, color: boolean): Seg[] {
+  const out: Seg[] = [];
+  for (const s of segs) {
+    const seg: Seg = color ? s : { ...s, tone: undefined };
+    const last = out[out.length - 1];
+    if (last && last.tone === seg.tone && !!last.bold === !!seg.bold && !!last.dim === !!seg.dim && !!last.inverse === !!seg.inverse) {
+      out[out.length - 1] = { ...last, text: last.text + seg.text };
+    } else {
+      out.push(seg);
+    }
+  }
+  return out;
+}
+
 /**
  * One terminal row. `truncate-end` is what keeps the frame height equal to the
  * number of lines the layout counted: Ink never wraps a line onto a second row.
  */
 export function Line({ segs }: { segs: SegLine }) {
   const color = useContext(ColorContext);
+  const merged = mergeSegs(segs, color);
   return (
     <Text wrap="truncate-end">
-      {segs.length === 0
+      {merged.length === 0
         ? ' '
-        : segs.map((s, i) => (
-            <Text
-              key={i}
-              color={color ? s.tone : undefined}
-              bold={s.bold ?? false}
-              dimColor={s.dim ?? false}
-              inverse={s.inverse ?? false}
-            >
+        : merged.map((s, i) => (
+            <Text key={i} color={s.tone} bold={s.bold ?? false} dimColor={s.dim ?? false} inverse={s.inverse ?? false}>
               {s.text}
             </Text>
           ))}
