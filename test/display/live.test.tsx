@@ -1,0 +1,150 @@
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import { cleanup, render } from 'ink-testing-library';
+import type { OperatorControls, Snapshot, SnapshotSource } from '../../src/coordinator/snapshot.js';
+import { FLUSH_MS, LiveApp, startLiveDisplay } from '../../src/display/ink/live.js';
+import { busySnapshot, emptySnapshot } from './snapshots.js';
+
+afterEach(() => {
+  cleanup();
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A source like the operator loop's: publish() swaps the snapshot and tells the listeners. */
+function fakeSource(initial: Snapshot): SnapshotSource & { publish(next: Snapshot): void; listeners: number } {
+  let current = initial;
+  const listeners = new Set<() => void>();
+  return {
+    getSnapshot: () => current,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    publish(next) {
+      current = next;
+      for (const l of listeners) l();
+    },
+    get listeners() {
+      return listeners.size;
+    },
+  };
+}
+
+function fakeControls() {
+  return { drain: vi.fn(), togglePauseClaiming: vi.fn(), abort: vi.fn() } satisfies OperatorControls;
+}
+
+/** Waits for the effects to subscribe and the first flush to land. */
+async function settle() {
+  await sleep(FLUSH_MS + 50);
+}
+
+describe('live display', () => {
+  test('many snapshot changes within 100 ms cause at most two redraws, showing the latest', async () => {
+    const source = fakeSource(emptySnapshot());
+    const { frames, lastFrame } = render(<LiveApp source={source} controls={fakeControls()} color={false} />);
+    await settle();
+    const before = frames.length;
+    const base = emptySnapshot();
+    for (let i = 1; i <= 50; i++) {
+      source.publish({ ...base, total: 4200 + i, counts: { ...base.counts, new: 4200 + i } });
+      await sleep(2);
+    }
+    await sleep(FLUSH_MS + 50);
+    const redraws = frames.length - before;
+    expect(redraws).toBeGreaterThanOrEqual(1);
+    expect(redraws).toBeLessThanOrEqual(2);
+    expect(lastFrame()).toContain('0/4,250');
+  });
+
+  test('keys map to the operator controls', async () => {
+    const controls = fakeControls();
+    const { stdin } = render(<LiveApp source={fakeSource(busySnapshot())} controls={controls} color={false} />);
+    await sleep(20);
+    stdin.write('d');
+    expect(controls.drain).toHaveBeenCalledTimes(1);
+    stdin.write('q');
+    expect(controls.drain).toHaveBeenCalledTimes(2);
+    stdin.write('p');
+    expect(controls.togglePauseClaiming).toHaveBeenCalledTimes(1);
+    expect(controls.abort).not.toHaveBeenCalled();
+    stdin.write('\u0003');
+    expect(controls.abort).toHaveBeenCalledTimes(1);
+    // Other keys (and Ctrl with other letters) do nothing.
+    stdin.write('x');
+    stdin.write('\u0004');
+    expect(controls.drain).toHaveBeenCalledTimes(2);
+    expect(controls.togglePauseClaiming).toHaveBeenCalledTimes(1);
+    expect(controls.abort).toHaveBeenCalledTimes(1);
+  });
+
+  test('follows a terminal resize', async () => {
+    const { stdout, lastFrame } = render(<LiveApp source={fakeSource(busySnapshot())} controls={fakeControls()} color={false} />);
+    await settle();
+    // ink-testing-library has no rows, so the display assumed 24.
+    expect(lastFrame()!.split('\n').length).toBeLessThan(24);
+    Object.defineProperty(stdout, 'rows', { value: 50, configurable: true });
+    stdout.emit('resize');
+    await sleep(20);
+    const tall = lastFrame()!.split('\n').length;
+    expect(tall).toBeGreaterThan(30);
+    expect(tall).toBeLessThan(50);
+  });
+});
+
+/** A terminal-less stream pair for startLiveDisplay: what Ink writes is kept in order. */
+function fakeStreams(stdinIsTTY: boolean) {
+  const writes: string[] = [];
+  const stdout = Object.assign(new EventEmitter(), {
+    columns: 80,
+    rows: 24,
+    isTTY: false,
+    write(data: string, callback?: () => void) {
+      writes.push(data);
+      callback?.();
+      return true;
+    },
+  });
+  const stdin = Object.assign(new EventEmitter(), {
+    isTTY: stdinIsTTY,
+    setEncoding() {},
+    setRawMode() {},
+    resume() {},
+    pause() {},
+    ref() {},
+    unref() {},
+    read: () => null,
+  });
+  return {
+    writes,
+    stdout: stdout as unknown as NodeJS.WriteStream,
+    stdin: stdin as unknown as NodeJS.ReadStream,
+  };
+}
+
+describe('startLiveDisplay', () => {
+  test('stop() unsubscribes and leaves the summary as the last output', async () => {
+    const source = fakeSource(busySnapshot());
+    const { writes, stdout, stdin } = fakeStreams(true);
+    const display = startLiveDisplay(source, fakeControls(), { stdout, stdin });
+    await settle();
+    expect(writes.join('')).toContain('R running');
+    expect(source.listeners).toBe(1);
+    await display.stop('run-production: drained; 54 runs returned, 0 failed');
+    expect(source.listeners).toBe(0);
+    expect(writes[writes.length - 1]).toBe('run-production: drained; 54 runs returned, 0 failed\n');
+    // A second stop is harmless and prints nothing more.
+    const count = writes.length;
+    await display.stop('again');
+    expect(writes.length).toBe(count);
+  });
+
+  test('without a terminal on stdin, keys are off and the footer says so', async () => {
+    const { writes, stdout, stdin } = fakeStreams(false);
+    const display = startLiveDisplay(fakeSource(busySnapshot()), fakeControls(), { stdout, stdin });
+    await settle();
+    expect(writes.join('')).toContain('keys disabled: stdin is not a terminal');
+    await display.stop();
+  });
+});
