@@ -94,7 +94,7 @@ describe('live display', () => {
 });
 
 /** A terminal-less stream pair for startLiveDisplay: what Ink writes is kept in order. */
-function fakeStreams(stdinIsTTY: boolean) {
+function fakeStreams(stdinIsTTY: boolean | undefined) {
   const writes: string[] = [];
   const stdout = Object.assign(new EventEmitter(), {
     columns: 80,
@@ -107,7 +107,8 @@ function fakeStreams(stdinIsTTY: boolean) {
     },
   });
   const stdin = Object.assign(new EventEmitter(), {
-    isTTY: stdinIsTTY,
+    // A pipe or /dev/null has no isTTY at all, not isTTY: false.
+    ...(stdinIsTTY === undefined ? {} : { isTTY: stdinIsTTY }),
     setEncoding() {},
     setRawMode() {},
     resume() {},
@@ -140,11 +141,14 @@ describe('startLiveDisplay', () => {
     expect(writes.length).toBe(count);
   });
 
-  test('without a terminal on stdin, keys are off and the footer says so', async () => {
-    const { writes, stdout, stdin } = fakeStreams(false);
+  test.each([false, undefined])('without a terminal on stdin (isTTY %s), keys are off and the footer says so', async (isTTY) => {
+    const { writes, stdout, stdin } = fakeStreams(isTTY);
     const display = startLiveDisplay(fakeSource(busySnapshot()), fakeControls(), { stdout, stdin });
     await settle();
-    expect(writes.join('')).toContain('keys disabled: stdin is not a terminal');
+    const out = writes.join('');
+    expect(out).toContain('keys disabled: stdin is not a terminal');
+    // Ink shows its error overview when raw mode is requested on a non-TTY.
+    expect(out).not.toContain('Raw mode is not supported');
     await display.stop();
   });
 });

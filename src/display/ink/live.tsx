@@ -84,9 +84,11 @@ export function LiveApp({ source, controls, stopped = false, color }: LiveAppPro
   const { snapshot, now } = useThrottledSnapshot(source, !stopped);
   const { columns, rows } = useTerminalSize();
   // Without a TTY on stdin Ink cannot enter raw mode (and would throw if asked):
-  // keys are off and the footer says so.
-  const { isRawModeSupported } = useStdin();
-  const keysEnabled = isRawModeSupported && snapshot.keysEnabled;
+  // keys are off and the footer says so. Ink passes stdin.isTTY through, which is
+  // undefined (not false) for a pipe or /dev/null, and useInput only stands down
+  // on a strict false, hence the explicit comparison.
+  const rawMode = useStdin().isRawModeSupported === true;
+  const keysEnabled = rawMode && snapshot.keysEnabled;
   useInput(
     (input, key) => {
       // Raw mode delivers Ctrl-C as 'c' with ctrl; Ink's own exit on Ctrl-C is off
@@ -96,7 +98,7 @@ export function LiveApp({ source, controls, stopped = false, color }: LiveAppPro
       else if (input === 'd' || input === 'q') controls.drain();
       else if (input === 'p') controls.togglePauseClaiming();
     },
-    { isActive: isRawModeSupported && !stopped },
+    { isActive: rawMode && !stopped },
   );
   if (stopped) return null;
   return <Dashboard snapshot={snapshot} columns={columns} rows={rows} now={now} keysEnabled={keysEnabled} color={color} />;
