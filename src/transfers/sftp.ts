@@ -507,7 +507,9 @@ function authSequence(credentials: SftpCredentials): AuthHandlerMiddleware {
     }
     while (next < attempts.length) {
       const attempt = attempts[next++]!;
-      if (authsLeft === null || authsLeft.includes(attempt.type as AuthenticationType)) return callback(attempt);
+      // An agent is a client-side source of public keys: the server calls it 'publickey'.
+      const serverName: AuthenticationType = attempt.type === 'agent' ? 'publickey' : attempt.type;
+      if (authsLeft === null || authsLeft.includes(serverName)) return callback(attempt);
     }
     // ssh2 takes `false` as "nothing left to try"; its typings omit it.
     return (callback as unknown as (done: false) => void)(false);

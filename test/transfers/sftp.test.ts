@@ -11,7 +11,7 @@ import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ArchiveAuthError, ArchiveTransientError, MissingInputError } from '../../src/transfers/archive.js';
 import type { Archive, FetchRequest } from '../../src/transfers/archive.js';
@@ -269,6 +269,21 @@ describe.skipIf(!sshdAvailable() && !process.env.CI)('SFTP archive against a rea
     expect((failure as Error).message).toContain(`ssh-keygen -R '[127.0.0.1]:${sshd.port}'`);
   });
 
+  it('logs in through a real ssh-agent holding the key', async () => {
+    const socket = join(work, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+    try {
+      await waitFor(() => existsSync(socket));
+      const added = spawnSync('ssh-add', [sshd.userKeyPath], { env: { ...process.env, SSH_AUTH_SOCK: socket }, encoding: 'utf8' });
+      expect(added.status, added.stderr).toBe(0);
+      const archive = createSftpArchive({ env: { HOME: work, SSH_AUTH_SOCK: socket }, netrcPath: emptyNetrc, knownHostsPath: knownHosts });
+      archives.push(archive);
+      await expect(archive.fetch(request(small.name))).resolves.toEqual({ bytes: small.bytes });
+    } finally {
+      agent.kill();
+    }
+  });
+
   it('a loose .netrc (mode 0644) is refused as an ArchiveAuthError with the chmod advice', async () => {
     const netrc = join(work, '.netrc');
     await writeFile(netrc, `machine 127.0.0.1 login ${sshd.user} password hunter2\n`);
@@ -327,6 +342,14 @@ describe.skipIf(!sshdAvailable() && !process.env.CI)('SFTP archive against a rea
 
 function canCreateUsers(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0 && existsSync('/usr/sbin/useradd') && existsSync('/usr/sbin/chpasswd');
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 async function writeRandomFile(path: string, bytes: number): Promise<string> {
