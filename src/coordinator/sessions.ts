@@ -66,7 +66,9 @@ export async function endSession(db: Kysely<Database>, sessionId: string, actor:
 
 export interface HeldRun {
   run: number;
+  dataset: string;
   status: HeldStatus;
+  attempts: number;
   jobId: string | null;
   stagedPath: string | null;
 }
@@ -74,11 +76,18 @@ export interface HeldRun {
 export async function heldRuns(db: Kysely<Database>, sessionId: string): Promise<HeldRun[]> {
   const rows = await db
     .selectFrom('production_runs')
-    .select(['run_number', 'status', 'job_id', 'staged_path'])
+    .select(['run_number', 'dataset', 'status', 'attempts', 'job_id', 'staged_path'])
     .where('session_id', '=', sessionId)
     .orderBy('run_number')
     .execute();
-  return rows.map((r) => ({ run: r.run_number, status: r.status as HeldStatus, jobId: r.job_id, stagedPath: r.staged_path }));
+  return rows.map((r) => ({
+    run: r.run_number,
+    dataset: r.dataset,
+    status: r.status as HeldStatus,
+    attempts: r.attempts,
+    jobId: r.job_id,
+    stagedPath: r.staged_path,
+  }));
 }
 
 export interface ExpiredSession {
@@ -101,6 +110,8 @@ export interface ReapOutcome {
   session: ExpiredSession;
   returned: number[];
   adopted: number[];
+  /** The returned runs as the dead session held them, so the reaper can delete their staged files. */
+  returnedRuns: HeldRun[];
 }
 
 /**
@@ -189,6 +200,7 @@ async function reapOne(db: Kysely<Database>, sessionId: string, reaper: Actor, d
         );
       }
     }
-    return { session, returned: returned.sort((a, b) => a - b), adopted };
+    returned.sort((a, b) => a - b);
+    return { session, returned, adopted, returnedRuns: runs.filter((r) => returned.includes(r.run)) };
   });
 }

@@ -1,0 +1,193 @@
+import type { Command } from 'commander';
+import { sql } from 'kysely';
+import { fillTemplate } from '../../config/templates.js';
+import { OperatorLoop, type AbortReason, type LoopOptions } from '../../coordinator/loop.js';
+import { findProduction, type Production } from '../../coordinator/productions.js';
+import { DEFAULT_LEASE_SECONDS } from '../../coordinator/sessions.js';
+import { attachPlainLog } from '../../display/plain.js';
+import { outputPaths, stagedInputPath, templateValues } from '../../outputs/paths.js';
+import { sourceUrl } from '../../transfers/index.js';
+import { openContext, type Context, type GlobalOptions } from '../context.js';
+import { ExpectedError } from '../errors.js';
+import { commaList, nonNegativeInt, percent, positiveInt } from '../parse.js';
+import { startNewProduction } from './new.js';
+
+export interface RunOptions {
+  production: string;
+  version?: number;
+  new?: string;
+  fromVersion?: number;
+  nproc: number;
+  nprep: number;
+  spacelim: number;
+  pause: number;
+  dataset?: string[];
+  modules?: string;
+  limit?: number;
+  untilDone?: boolean;
+  dryRun?: boolean;
+  plain?: boolean;
+  lease?: number;
+  orphans: string;
+  maxRunning?: number;
+}
+
+/** Options shared by `run` and `demo`. */
+export function addLoopOptions(command: Command): Command {
+  return command
+    .option('--nproc <n>', 'jobs of this session on the grid at once', positiveInt, 10)
+    .option('--nprep <n>', 'runs staged ahead of the running ones', nonNegativeInt, 5)
+    .option('--spacelim <percent>', 'no new downloads while the staging area is this full', percent, 90)
+    .option('--pause <seconds>', 'seconds between loop passes', positiveInt, 5)
+    .option('--plain', 'one line per event instead of the live display')
+    .option('--lease <seconds>', `session lease (default RUN_PRODUCTION_LEASE or ${DEFAULT_LEASE_SECONDS})`, positiveInt)
+    .option('--orphans <what>', "what to do with live jobs of dead sessions: adopt or cancel", 'adopt');
+}
+
+export function registerRun(program: Command): void {
+  const command = program
+    .command('run', { isDefault: true })
+    .description('run a production: claim, download, stage, submit, watch (the main job; several shifters at once)')
+    .requiredOption('--production <type>', 'production type')
+    .option('--version <n>', 'version (default: the highest)', positiveInt)
+    .option('--new <tag>', 'start the next version with this software tag first (as `new`)')
+    .option('--from-version <n>', "with --new: the parent production's version to read from", positiveInt)
+    .option('--dataset <set>', 'only runs of this dataset (repeatable, or comma-separated)', commaList)
+    .option('--modules <file>', 'with --new: modules file frozen into the production')
+    .option('--max-running <n>', 'with --new: cap on runs in flight across all sessions', positiveInt)
+    .option('--limit <n>', 'claim at most this many runs in all, then finish', positiveInt)
+    .option('--until-done', 'exit 0 once nothing is left to claim and this session holds nothing')
+    .option('--dry-run', 'print what would be claimed, downloaded and submitted; change nothing');
+  addLoopOptions(command).action(async (options: RunOptions, cmd: Command) => {
+    const globals = cmd.optsWithGlobals<GlobalOptions>();
+    process.exitCode = await runProduction(globals, options);
+  });
+}
+
+function loopOptions(options: RunOptions): LoopOptions {
+  const leaseText = process.env.RUN_PRODUCTION_LEASE;
+  const lease = options.lease ?? (leaseText ? Number(leaseText) : DEFAULT_LEASE_SECONDS);
+  if (!Number.isInteger(lease) || lease <= 0) throw new ExpectedError(`RUN_PRODUCTION_LEASE=${leaseText} is not a positive number of seconds.`, 64);
+  if (options.orphans !== 'adopt' && options.orphans !== 'cancel') {
+    throw new ExpectedError(`--orphans ${options.orphans}: expected adopt or cancel.`, 64);
+  }
+  return {
+    nproc: options.nproc,
+    nprep: options.nprep,
+    spacelim: options.spacelim,
+    pauseSeconds: options.pause,
+    datasets: options.dataset ?? [],
+    limit: options.limit ?? null,
+    untilDone: options.untilDone === true,
+    leaseSeconds: lease,
+    orphans: options.orphans,
+  };
+}
+
+export async function runProduction(globals: GlobalOptions, options: RunOptions): Promise<number> {
+  const settings = loopOptions(options);
+  const context = await openContext(globals, { applicationName: `run-production ${options.production}`, poolSize: 6 });
+  try {
+    let production: Production;
+    if (options.new) {
+      if (options.dryRun) throw new ExpectedError('--dry-run with --new would create a production; run without --new to preview.', 64);
+      production = await startNewProduction(context, globals, {
+        production: options.production,
+        tag: options.new,
+        fromVersion: options.fromVersion,
+        modules: options.modules,
+        datasets: options.dataset,
+        maxRunning: options.maxRunning,
+      });
+    } else {
+      production = await findProduction(context.handle.db, options.production, options.version);
+    }
+    if (production.status === 'closed') throw new ExpectedError(`${production.type} v${production.version} is closed; start a new version with --new TAG.`, 65);
+    if (options.dryRun) return dryRun(context, production, settings);
+    return await operate(context, production, settings, options.plain === true);
+  } finally {
+    await context.close();
+  }
+}
+
+async function operate(context: Context, production: Production, settings: LoopOptions, plain: boolean): Promise<number> {
+  const loop = new OperatorLoop(context.handle, production, settings, {
+    user: context.user,
+    host: context.host,
+    databaseLabel: context.databaseLabel,
+    keysEnabled: Boolean(process.stdin.isTTY),
+  });
+  const display = await startDisplay(loop, plain);
+  const onSignal = (reason: AbortReason) => () => void loop.abort(reason);
+  const handlers: [NodeJS.Signals, () => void][] = [
+    ['SIGINT', onSignal('SIGINT')],
+    ['SIGTERM', onSignal('SIGTERM')],
+    ['SIGHUP', onSignal('SIGHUP')],
+    ['SIGUSR1', () => loop.drain()],
+  ];
+  for (const [signal, handler] of handlers) process.on(signal, handler);
+  const onCrash = (error: unknown) => void loop.abort('error', error);
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+  try {
+    const result = await loop.run();
+    await display.stop(result.reason);
+    return result.exitCode;
+  } finally {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+    process.off('uncaughtException', onCrash);
+    process.off('unhandledRejection', onCrash);
+  }
+}
+
+interface Display {
+  stop(reason: string): Promise<void>;
+}
+
+async function startDisplay(loop: OperatorLoop, plain: boolean): Promise<Display> {
+  const detach = attachPlainLog(loop);
+  void plain;
+  return {
+    async stop() {
+      detach();
+    },
+  };
+}
+
+/** What the loop would do now, without a session and without changing anything. */
+async function dryRun(context: Context, production: Production, settings: LoopOptions): Promise<number> {
+  const config = production.config;
+  const want = Math.min(settings.nproc + settings.nprep, settings.limit ?? Infinity);
+  const datasets = settings.datasets.length ? settings.datasets : null;
+  const candidates = await sql<{ run_number: number; dataset: string; attempts: number; source: string | null; size_bytes: number | null }>`
+    SELECT pr.run_number, pr.dataset, pr.attempts, r.source, r.size_bytes
+      FROM production_runs AS pr JOIN runs AS r USING (run_number)
+     WHERE pr.production_id = ${production.id} AND pr.status = 'new'
+       AND (${datasets}::text[] IS NULL OR pr.dataset = ANY(${datasets}::text[]))
+       AND (${production.parentId}::int IS NULL OR EXISTS (
+             SELECT 1 FROM production_runs AS p
+              WHERE p.production_id = ${production.parentId}::int AND p.run_number = pr.run_number AND p.status = 'finished'))
+     ORDER BY pr.run_number LIMIT ${want}`.execute(context.handle.db);
+  const runs = candidates.rows;
+  console.log(`DRY RUN: ${production.type} v${production.version} (tag ${production.tag}), ${production.status}; nothing will be changed.`);
+  if (production.status !== 'active') console.log(`Nothing would be claimed: the production is ${production.status} (${production.statusReason ?? 'no reason given'}).`);
+  console.log(`Would claim ${runs.length} run(s): [${runs.map((r) => r.run_number).join(', ')}]`);
+  for (const run of runs) {
+    const id = { type: production.type, version: production.version, tag: production.tag, run: run.run_number, dataset: run.dataset, user: context.user };
+    if (config.input.kind === 'archive') {
+      const url = sourceUrl(run.source ?? fillTemplate(config.input.source, templateValues(config, id)));
+      console.log(`Would download run ${run.run_number}: ${url.href} → ${stagedInputPath(config, id, url.pathname)}${run.size_bytes !== null ? ` (${run.size_bytes} bytes)` : ''}`);
+    } else {
+      console.log(`Would use run ${run.run_number}'s parent ${config.input.output} output in place`);
+    }
+  }
+  for (const run of runs.slice(0, settings.nproc)) {
+    const id = { type: production.type, version: production.version, tag: production.tag, run: run.run_number, dataset: run.dataset, user: context.user };
+    const outputs = outputPaths(config, id);
+    console.log(
+      `Would submit run ${run.run_number} to ${config.job.backend}: ${config.job.script} (attempt ${run.attempts + 1}) → ` +
+        Object.entries(outputs).map(([name, path]) => `${name}=${path}`).join(' '),
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,94 @@
+import type { Command } from 'commander';
+import { sql } from 'kysely';
+import { findProduction } from '../../coordinator/productions.js';
+import { reapExpiredSessions } from '../../coordinator/sessions.js';
+import { adoptionDeciderFor } from '../../coordinator/adoption.js';
+import { withContext, type GlobalOptions } from '../context.js';
+import { textTable } from '../table.js';
+
+export function registerSessions(program: Command): void {
+  program
+    .command('sessions')
+    .description('who runs what, since when, heartbeat age, runs held; --reap expired sessions')
+    .option('--production <type>', 'only sessions of this production type')
+    .option('--all', 'include ended sessions')
+    .option('--reap', 'end sessions whose lease expired and return (or adopt) their runs')
+    .option('--orphans <what>', 'with --reap: what to do with live jobs of dead sessions: adopt (default) or cancel', 'adopt')
+    .option('--json', 'print JSON')
+    .action(async (options: { production?: string; all?: boolean; reap?: boolean; orphans: string; json?: boolean }, command: Command) => {
+      await withContext(command.optsWithGlobals<GlobalOptions>(), async (context) => {
+        const { db } = context.handle;
+        if (options.reap) {
+          const outcomes = await reapExpiredSessions(db, context.actor, {
+            productionId: options.production ? (await findProduction(db, options.production)).id : undefined,
+            decide: adoptionDeciderFor(db, { orphans: options.orphans === 'cancel' ? 'cancel' : 'adopt', adopter: null }),
+          });
+          if (outcomes.length === 0) console.log('No expired sessions.');
+          for (const o of outcomes) {
+            console.log(
+              `Reaped session ${o.session.id.slice(0, 8)} (${o.session.user}@${o.session.host}, heartbeat ${o.session.heartbeatAgeSeconds}s ago): ` +
+                `returned runs [${o.returned.join(', ')}]${o.adopted.length ? `, adopted [${o.adopted.join(', ')}]` : ''}`,
+            );
+          }
+          return;
+        }
+        const rows = await sql<{
+          id: string;
+          user_name: string;
+          host: string;
+          pid: number;
+          production: string | null;
+          started_at: Date;
+          ended_at: Date | null;
+          end_reason: string | null;
+          heartbeat_age: number;
+          lease_seconds: number;
+          runs_held: number;
+        }>`
+          SELECT s.id, s.user_name, s.host, s.pid, p.type || ' v' || p.version AS production, s.started_at, s.ended_at, s.end_reason,
+                 extract(epoch FROM now() - s.heartbeat_at)::float8 AS heartbeat_age, s.lease_seconds,
+                 (SELECT count(*) FROM production_runs r WHERE r.session_id = s.id)::int AS runs_held
+            FROM sessions s LEFT JOIN productions p ON p.id = s.production_id
+           WHERE (${options.all === true} OR s.ended_at IS NULL)
+             AND (${options.production ?? null}::text IS NULL OR p.type = ${options.production ?? null}::text)
+           ORDER BY s.started_at`.execute(db);
+        const list = rows.rows.map((r) => ({
+          id: r.id,
+          user: r.user_name,
+          host: r.host,
+          pid: r.pid,
+          production: r.production,
+          startedAt: r.started_at,
+          endedAt: r.ended_at,
+          endReason: r.end_reason,
+          heartbeatAgeSeconds: Math.round(r.heartbeat_age),
+          leaseSeconds: r.lease_seconds,
+          stale: r.ended_at === null && r.heartbeat_age > r.lease_seconds,
+          runsHeld: r.runs_held,
+        }));
+        if (options.json) {
+          console.log(JSON.stringify(list));
+          return;
+        }
+        if (list.length === 0) {
+          console.log(options.all ? 'No sessions.' : 'No live sessions.');
+          return;
+        }
+        console.log(
+          textTable(
+            ['session', 'user@host', 'pid', 'production', 'started', 'heartbeat', 'runs', 'state'],
+            list.map((s) => [
+              s.id.slice(0, 8),
+              `${s.user}@${s.host}`,
+              s.pid,
+              s.production ?? '-',
+              s.startedAt.toISOString().slice(0, 19).replace('T', ' '),
+              `${s.heartbeatAgeSeconds}s ago`,
+              s.runsHeld,
+              s.endedAt ? `ended: ${s.endReason ?? ''}` : s.stale ? 'STALE (lease expired)' : 'live',
+            ]),
+          ),
+        );
+      });
+    });
+}

@@ -1,0 +1,234 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { ExpectedError } from '../cli/errors.js';
+import { checkTemplate, fillSome, TemplateError } from './templates.js';
+
+/**
+ * run-production.json: where data goes and what each production type runs.
+ * `new` validates it and freezes the chosen type's section, resolved to
+ * absolute paths, into the production row, so every shifter of a production
+ * runs the identical definition whatever their local file says.
+ */
+
+export const BACKENDS = ['local', 'slurm', 'sge', 'htcondor'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+export interface QuotaConfig {
+  /** Shell command printing the usage of the staging area, e.g. `mmlsquota -j staging gpfs0`. */
+  command: string;
+  /** Regular expression with named groups `used` and `limit` (same unit). */
+  pattern: string;
+}
+
+export interface ArchiveOptions {
+  /** Downloads at once (default 2). */
+  parallel: number;
+  /** Command run with the list of files about to be fetched (tape-backed archives). */
+  prestage: string | null;
+  /** Seconds without progress before a download is abandoned and retried. */
+  timeoutSeconds: number;
+  /** Download tries before the run goes back to `new` with the error. */
+  retries: number;
+}
+
+export type InputConfig = { kind: 'archive'; source: string } | { kind: 'parent'; output: string };
+
+/** A production type as frozen into productions.config: every path absolute. */
+export interface FrozenType {
+  type: string;
+  configFile: string;
+  parent: string | null;
+  dataDir: string;
+  stagingDir: string;
+  input: InputConfig;
+  archive: ArchiveOptions;
+  job: { backend: Backend; script: string; options: Record<string, unknown> };
+  outputs: Record<string, string>;
+  maxAttempts: number;
+  autoPause: { failures: number };
+  quota: QuotaConfig | null;
+}
+
+export interface LoadedConfig {
+  file: string;
+  database: string | null;
+  types: Record<string, FrozenType>;
+}
+
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(flag ?? env.RUN_PRODUCTION_CONFIG ?? 'run-production.json');
+}
+
+/** Reads and validates the config file; an error names the file and the bad field's path. */
+export async function loadConfig(file: string): Promise<LoadedConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ExpectedError(
+      code === 'ENOENT'
+        ? `No configuration file at ${file}. Create run-production.json in this directory, or name one with --config FILE or RUN_PRODUCTION_CONFIG (the README shows an example).`
+        : `Cannot read ${file}: ${(error as Error).message}`,
+      code === 'ENOENT' ? 66 : 1,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ExpectedError(`${file}: not valid JSON: ${jsonErrorWhere(text, error as Error)}`, 65);
+  }
+  return validateConfig(raw, file);
+}
+
+function jsonErrorWhere(text: string, error: Error): string {
+  const position = /position (\d+)/.exec(error.message);
+  if (!position) return error.message;
+  const before = text.slice(0, Number(position[1]));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return `line ${line}, column ${column}: ${error.message.replace(/ in JSON at position \d+.*$/, '')}`;
+}
+
+class Fields {
+  constructor(readonly file: string) {}
+  fail(path: string, expected: string, got: unknown): never {
+    throw new ExpectedError(`${this.file}: ${path}: expected ${expected}, got ${JSON.stringify(got) ?? 'nothing'}.`, 65);
+  }
+  object(value: unknown, path: string): Record<string, unknown> {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(path, 'an object', value);
+    return value as Record<string, unknown>;
+  }
+  string(value: unknown, path: string): string {
+    if (typeof value !== 'string' || value.trim() === '') this.fail(path, 'a non-empty string', value);
+    return value;
+  }
+  optionalString(value: unknown, path: string): string | null {
+    return value === undefined || value === null ? null : this.string(value, path);
+  }
+  positiveInt(value: unknown, path: string, fallback: number): number {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) this.fail(path, 'a positive whole number', value);
+    return value;
+  }
+  template(value: unknown, path: string): string {
+    const text = this.string(value, path);
+    try {
+      checkTemplate(text);
+    } catch (error) {
+      if (error instanceof TemplateError) throw new ExpectedError(`${this.file}: ${path}: ${error.message}.`, 65);
+      throw error;
+    }
+    return text;
+  }
+  onlyKeys(value: Record<string, unknown>, path: string, keys: string[]): void {
+    for (const key of Object.keys(value)) {
+      if (!keys.includes(key)) this.fail(`${path}.${key}`, `one of the known fields (${keys.join(', ')})`, key);
+    }
+  }
+}
+
+/** Resolves a path or path template against the config file's directory (URLs are left alone). */
+function absolute(base: string, template: string): string {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(template) || template.startsWith('{')) return template;
+  return isAbsolute(template) ? template : resolve(base, template);
+}
+
+export function validateConfig(raw: unknown, file: string): LoadedConfig {
+  const f = new Fields(file);
+  const base = dirname(file);
+  const root = f.object(raw, '(top level)');
+  f.onlyKeys(root, '(top level)', ['dataDir', 'stagingDir', 'database', 'quota', 'types', '$comment']);
+  const dataDir = resolve(base, root.dataDir === undefined ? './data' : f.string(root.dataDir, 'dataDir'));
+  const stagingDir = resolve(base, root.stagingDir === undefined ? './staging' : f.string(root.stagingDir, 'stagingDir'));
+  const database = f.optionalString(root.database, 'database');
+  let quota: QuotaConfig | null = null;
+  if (root.quota !== undefined) {
+    const q = f.object(root.quota, 'quota');
+    f.onlyKeys(q, 'quota', ['command', 'pattern']);
+    const pattern = f.string(q.pattern, 'quota.pattern');
+    let compiled: RegExp;
+    try {
+      compiled = new RegExp(pattern);
+    } catch (error) {
+      return f.fail('quota.pattern', `a regular expression (${(error as Error).message})`, pattern);
+    }
+    if (!/\(\?<used>/.test(compiled.source) || !/\(\?<limit>/.test(compiled.source)) f.fail('quota.pattern', 'a regular expression with named groups (?<used>...) and (?<limit>...)', pattern);
+    quota = { command: f.string(q.command, 'quota.command'), pattern };
+  }
+  const typesRaw = f.object(root.types, 'types');
+  if (Object.keys(typesRaw).length === 0) f.fail('types', 'at least one production type', typesRaw);
+  const types: Record<string, FrozenType> = {};
+  for (const [name, value] of Object.entries(typesRaw)) {
+    const path = `types.${name}`;
+    if (!/^[A-Za-z][\w-]*$/.test(name)) f.fail(path, 'a type name of letters, digits, - and _', name);
+    const t = f.object(value, path);
+    f.onlyKeys(t, path, ['parent', 'input', 'archive', 'job', 'outputs', 'maxAttempts', 'autoPause', '$comment']);
+    const parent = f.optionalString(t.parent, `${path}.parent`);
+    if (parent !== null && !(parent in typesRaw)) f.fail(`${path}.parent`, `the name of another type (${Object.keys(typesRaw).join(', ')})`, parent);
+    const inputRaw = f.object(t.input, `${path}.input`);
+    let input: InputConfig;
+    if (inputRaw.fromParent !== undefined) {
+      if (parent === null) f.fail(`${path}.input.fromParent`, 'a "parent" type to read from', inputRaw.fromParent);
+      input = { kind: 'parent', output: f.string(inputRaw.fromParent, `${path}.input.fromParent`) };
+    } else {
+      const source = f.template(inputRaw.source, `${path}.input.source`);
+      input = { kind: 'archive', source: absolute(base, fillSome(source, { dataDir, stagingDir })) };
+    }
+    const archiveRaw = t.archive === undefined ? {} : f.object(t.archive, `${path}.archive`);
+    f.onlyKeys(archiveRaw, `${path}.archive`, ['parallel', 'prestage', 'timeoutSeconds', 'retries']);
+    const jobRaw = f.object(t.job, `${path}.job`);
+    f.onlyKeys(jobRaw, `${path}.job`, ['backend', 'script', 'options']);
+    const backend = f.string(jobRaw.backend, `${path}.job.backend`);
+    if (!(BACKENDS as readonly string[]).includes(backend)) f.fail(`${path}.job.backend`, `one of ${BACKENDS.join(', ')}`, backend);
+    const outputsRaw = f.object(t.outputs, `${path}.outputs`);
+    if (Object.keys(outputsRaw).length === 0) f.fail(`${path}.outputs`, 'at least one output', outputsRaw);
+    const outputs: Record<string, string> = {};
+    for (const [key, template] of Object.entries(outputsRaw)) {
+      if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(key)) f.fail(`${path}.outputs.${key}`, 'an output name of letters, digits and _ (it becomes OUTPUT_<NAME>)', key);
+      outputs[key] = absolute(base, fillSome(f.template(template, `${path}.outputs.${key}`), { dataDir, stagingDir }));
+    }
+    const autoPauseRaw = t.autoPause === undefined ? {} : f.object(t.autoPause, `${path}.autoPause`);
+    types[name] = {
+      type: name,
+      configFile: file,
+      parent,
+      dataDir,
+      stagingDir,
+      input,
+      archive: {
+        parallel: f.positiveInt(archiveRaw.parallel, `${path}.archive.parallel`, 2),
+        prestage: f.optionalString(archiveRaw.prestage, `${path}.archive.prestage`),
+        timeoutSeconds: f.positiveInt(archiveRaw.timeoutSeconds, `${path}.archive.timeoutSeconds`, 120),
+        retries: f.positiveInt(archiveRaw.retries, `${path}.archive.retries`, 3),
+      },
+      job: {
+        backend: backend as Backend,
+        script: absolute(base, f.string(jobRaw.script, `${path}.job.script`)),
+        options: jobRaw.options === undefined ? {} : f.object(jobRaw.options, `${path}.job.options`),
+      },
+      outputs,
+      maxAttempts: f.positiveInt(t.maxAttempts, `${path}.maxAttempts`, 3),
+      autoPause: { failures: f.positiveInt(autoPauseRaw.failures, `${path}.autoPause.failures`, 10) },
+      quota,
+    };
+  }
+  for (const type of Object.values(types)) {
+    if (type.input.kind === 'parent') {
+      const parentOutputs = types[type.parent!]!.outputs;
+      if (!(type.input.output in parentOutputs)) {
+        f.fail(`types.${type.type}.input.fromParent`, `an output of ${type.parent} (${Object.keys(parentOutputs).join(', ')})`, type.input.output);
+      }
+    }
+  }
+  return { file, database, types };
+}
+
+export function typeFromConfig(config: LoadedConfig, type: string): FrozenType {
+  const found = config.types[type];
+  if (!found) {
+    throw new ExpectedError(`${config.file} has no production type "${type}"; it defines: ${Object.keys(config.types).join(', ')}.`, 64);
+  }
+  return found;
+}

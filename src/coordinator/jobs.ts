@@ -1,0 +1,193 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import type { JobSpec, JobState } from '../grids/grid.js';
+import {
+  attemptLogPath,
+  LOG_OUTPUTS,
+  logPaths,
+  modulesFilePath,
+  outputPaths,
+  runJobDir,
+  statusFilePath,
+  type RunIdentity,
+} from '../outputs/paths.js';
+import { validateOutputs } from '../outputs/validate.js';
+import type { Production } from './productions.js';
+import type { HeldStatus } from './statuses.js';
+import { transitionRuns, type Actor } from './transition.js';
+
+/** What the loop knows of a run it holds. */
+export interface HeldRunDetail {
+  run: number;
+  dataset: string;
+  status: HeldStatus;
+  attempts: number;
+  jobId: string | null;
+  stagedPath: string | null;
+  stagedBytes: number | null;
+  statusChangedAt: Date;
+  sizeBytes: number | null;
+  checksum: string | null;
+  source: string | null;
+}
+
+export interface JobContext {
+  db: Kysely<Database>;
+  production: Production;
+  actor: Actor & { sessionId: string };
+}
+
+export function identity(context: JobContext, run: { run: number; dataset: string }): RunIdentity {
+  const { production } = context;
+  return { type: production.type, version: production.version, tag: production.tag, run: run.run, dataset: run.dataset, user: context.actor.user };
+}
+
+/** The frozen modules text, written once per production for jobs to read. */
+export async function ensureModulesFile(production: Production): Promise<string> {
+  const path = modulesFilePath(production.config, production);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, production.modules ?? '');
+  return path;
+}
+
+/** The job for a staged run's next attempt; output directories are created, stale files of the attempt removed. */
+export async function prepareJob(context: JobContext, run: HeldRunDetail, modulesFile: string): Promise<JobSpec> {
+  const { production } = context;
+  const config = production.config;
+  const id = identity(context, run);
+  const attempt = run.attempts + 1;
+  const outputs = outputPaths(config, id);
+  const logs = logPaths(config, outputs, id);
+  const statusPath = statusFilePath(config, id, attempt);
+  const workDir = runJobDir(config, id);
+  await mkdir(workDir, { recursive: true });
+  for (const path of new Set([...Object.values(outputs), logs.stdout, logs.stderr])) {
+    await mkdir(dirname(path), { recursive: true });
+    await rm(path, { force: true });
+  }
+  await rm(statusPath, { force: true });
+  const env: Record<string, string> = {
+    RUN: String(run.run),
+    DATASET: run.dataset,
+    INPUT: run.stagedPath ?? '',
+    PRODUCTION_TYPE: production.type,
+    PRODUCTION_VERSION: String(production.version),
+    SOFTWARE_TAG: production.tag,
+    ATTEMPT: String(attempt),
+    MODULES_FILE: modulesFile,
+  };
+  for (const [name, path] of Object.entries(outputs)) env[`OUTPUT_${name.toUpperCase()}`] = path;
+  return {
+    name: `rp-${production.type}-v${production.version}-r${run.run}`,
+    script: config.job.script,
+    env,
+    workDir,
+    stdoutPath: logs.stdout,
+    stderrPath: logs.stderr,
+    statusPath,
+  };
+}
+
+export function jobStatusPath(context: JobContext, run: { run: number; dataset: string; attempts: number }): string {
+  return statusFilePath(context.production.config, identity(context, run), run.attempts + 1);
+}
+
+async function tail(path: string, lines: number): Promise<string> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+export type JobOutcome =
+  | { kind: 'finished'; run: number; host?: string }
+  | { kind: 'retry' | 'failed'; run: number; exitCode: number | null; error: string; attempt: number }
+  | { kind: 'lost-ownership'; run: number };
+
+/**
+ * Judges an ended job: exit 0 and valid outputs → finished (the staged input is
+ * deleted). Otherwise the attempt's logs are kept under names with the attempt
+ * number, its other outputs (partial) are removed, and the run goes back to
+ * `new` with the attempt counted, or to `failed` once attempts are used up.
+ */
+export async function judgeEndedJob(
+  context: JobContext,
+  run: HeldRunDetail,
+  state: Extract<JobState, { state: 'done' } | { state: 'lost' }>,
+): Promise<JobOutcome> {
+  const { production } = context;
+  const config = production.config;
+  const id = identity(context, run);
+  const outputs = outputPaths(config, id);
+  const logs = logPaths(config, outputs, id);
+  const attempt = run.attempts + 1;
+  const from = run.status;
+  let exitCode: number | null = state.state === 'done' ? state.exitCode : null;
+  let error: string;
+  if (state.state === 'done' && state.exitCode === 0) {
+    const validation = await validateOutputs(outputs);
+    if (validation.ok) {
+      const moved = await transitionRuns(context.db, {
+        productionId: production.id,
+        runs: [{ run: run.run, outputs, outputBytes: validation.bytes, exitCode: 0 }],
+        from,
+        to: 'finished',
+        owner: context.actor.sessionId,
+        actor: context.actor,
+        countAttempt: true,
+        message: `finished${state.host ? ` on ${state.host}` : ''}, attempt ${attempt}, ${validation.bytes} bytes of output`,
+      });
+      if (moved.length === 0) return { kind: 'lost-ownership', run: run.run };
+      await removeStagedInput(production, run.stagedPath);
+      return { kind: 'finished', run: run.run, host: state.host };
+    }
+    error = `exit 0 but outputs not valid: ${validation.problems.join('; ')}`;
+  } else if (state.state === 'lost') {
+    error = `job ${run.jobId} lost: ${state.reason}`;
+    exitCode = null;
+  } else {
+    const lastLines = await tail(logs.stderr, 5);
+    error = `exit code ${state.exitCode}${state.reason ? ` (${state.reason})` : ''}${lastLines ? `: ${lastLines}` : ''}`;
+  }
+  // Keep the evidence of this attempt: logs and wrapper status under attempt-numbered names.
+  for (const path of new Set([logs.stdout, logs.stderr])) await rename(path, attemptLogPath(path, attempt)).catch(() => undefined);
+  for (const [name, path] of Object.entries(outputs)) {
+    if (!(LOG_OUTPUTS as readonly string[]).includes(name)) await rm(path, { force: true });
+  }
+  const to = attempt >= production.maxAttempts ? 'failed' : 'new';
+  const moved = await transitionRuns(context.db, {
+    productionId: production.id,
+    runs: [{ run: run.run, exitCode: exitCode ?? undefined, lastError: error.slice(0, 4000) }],
+    from,
+    to,
+    owner: context.actor.sessionId,
+    actor: context.actor,
+    countAttempt: true,
+    message: `attempt ${attempt}/${production.maxAttempts} failed: ${error.split('\n')[0]!.slice(0, 300)}`,
+  });
+  if (moved.length === 0) return { kind: 'lost-ownership', run: run.run };
+  await removeStagedInput(production, run.stagedPath);
+  return { kind: to === 'failed' ? 'failed' : 'retry', run: run.run, exitCode, error, attempt };
+}
+
+/** Deletes a staged input, but never a parent production's output read in place. */
+export async function removeStagedInput(production: Production, stagedPath: string | null): Promise<void> {
+  if (!stagedPath || !isInStaging(production, stagedPath)) return;
+  await rm(stagedPath, { force: true });
+}
+
+export function isInStaging(production: Production, path: string): boolean {
+  const staging = production.config.stagingDir.replace(/\/+$/, '') + '/';
+  return path.startsWith(staging);
+}
+
+/** Files an aborted attempt leaves: all its outputs (logs included: it was not an attempt) and its status file. */
+export async function removeAttemptFiles(context: JobContext, run: { run: number; dataset: string; attempts: number }): Promise<void> {
+  const config = context.production.config;
+  const id = identity(context, run);
+  const outputs = outputPaths(config, id);
+  const logs = logPaths(config, outputs, id);
+  for (const path of new Set([...Object.values(outputs), logs.stdout, logs.stderr, statusFilePath(config, id, run.attempts + 1)])) {
+    await rm(path, { force: true });
+  }
+}

@@ -1,0 +1,836 @@
+import { rm } from 'node:fs/promises';
+import { sql } from 'kysely';
+import type { DatabaseHandle } from '../db/connection.js';
+import type { Grid, JobState } from '../grids/grid.js';
+import { GridUnavailableError } from '../grids/grid.js';
+import { createGrid } from '../grids/index.js';
+import { partialDownloadPath } from '../outputs/paths.js';
+import type { Archive } from '../transfers/archive.js';
+import { createArchive } from '../transfers/index.js';
+import { adoptionDeciderFor } from './adoption.js';
+import { claimRuns } from './claims.js';
+import { readCounts } from './counts.js';
+import { downloadRun, inputUrl, stagedPathFor } from './download.js';
+import {
+  ensureModulesFile,
+  isInStaging,
+  judgeEndedJob,
+  jobStatusPath,
+  prepareJob,
+  removeAttemptFiles,
+  removeStagedInput,
+  type HeldRunDetail,
+  type JobContext,
+} from './jobs.js';
+import { getProduction, type Production } from './productions.js';
+import { endSession, heartbeat, reapExpiredSessions, startSession, type ReapOutcome } from './sessions.js';
+import type { Snapshot, SnapshotAlert, SnapshotEvent, SnapshotSource } from './snapshot.js';
+import { measureStaging, type SpaceReading } from './space.js';
+import { HELD_STATUSES, type HeldStatus } from './statuses.js';
+import { transitionRuns } from './transition.js';
+
+/**
+ * The operator loop: every --pause seconds, and at once when a download or a
+ * job ends, it heartbeats, reaps expired sessions, judges this session's ended
+ * jobs, claims runs up to nproc + nprep, starts downloads (at most nprep staged
+ * ahead, while the staging area is below --spacelim) and submits staged runs
+ * while fewer than nproc of its jobs are on the grid. It publishes a snapshot
+ * for a display and a line per event for the plain log; it knows no screen.
+ */
+
+export interface LoopOptions {
+  nproc: number;
+  nprep: number;
+  spacelim: number;
+  pauseSeconds: number;
+  datasets: string[];
+  limit: number | null;
+  untilDone: boolean;
+  leaseSeconds: number;
+  orphans: 'adopt' | 'cancel';
+}
+
+export type AbortReason = 'SIGINT' | 'SIGTERM' | 'SIGHUP' | 'error';
+const ABORT_EXIT: Record<AbortReason, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129, error: 1 };
+
+export interface LoopResult {
+  exitCode: number;
+  reason: string;
+}
+
+export interface LoopLine {
+  kind: SnapshotEvent['kind'];
+  run: number | null;
+  text: string;
+}
+
+interface ActiveDownload {
+  controller: AbortController;
+  bytes: number;
+  total: number | null;
+  startedAt: number;
+  task: Promise<void>;
+}
+
+const SESSION_EVENTS_KEPT = 50;
+
+export class OperatorLoop implements SnapshotSource {
+  private production: Production;
+  private sessionId = '';
+  private grid!: Grid;
+  private archive: Archive | null = null;
+  private modulesFile = '';
+  private readonly downloads = new Map<number, ActiveDownload>();
+  private held: HeldRunDetail[] = [];
+  private claimsMade = 0;
+  private draining = false;
+  private claimingPaused = false;
+  private aborting = false;
+  private stopped = false;
+  private archiveBlocked: string | null = null;
+  private lastHeartbeatOk = Date.now();
+  private degraded = false;
+  private readonly alerts = new Map<SnapshotAlert['kind'], SnapshotAlert>();
+  private readonly events: SnapshotEvent[] = [];
+  private space: SpaceReading | null = null;
+  private downloadsPausedReason: string | null = null;
+  private snapshot: Snapshot | null = null;
+  private readonly listeners = new Set<() => void>();
+  private readonly lineListeners = new Set<(line: LoopLine) => void>();
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private tickAgain = false;
+  private nextTickAt = Date.now();
+  private readonly startedAt = Date.now();
+  private finish!: (result: LoopResult) => void;
+  private readonly finished: Promise<LoopResult>;
+  private abortInProgress: Promise<void> | null = null;
+
+  constructor(
+    private readonly handle: DatabaseHandle,
+    production: Production,
+    private readonly options: LoopOptions,
+    private readonly who: { user: string; host: string; databaseLabel: string; keysEnabled: boolean },
+  ) {
+    this.production = production;
+    this.finished = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  private get db() {
+    return this.handle.db;
+  }
+
+  private get context(): JobContext {
+    return { db: this.db, production: this.production, actor: { user: this.who.user, sessionId: this.sessionId } };
+  }
+
+  // --- what a display or the plain log sees -------------------------------------------------
+
+  onLine(listener: (line: LoopLine) => void): () => void {
+    this.lineListeners.add(listener);
+    return () => this.lineListeners.delete(listener);
+  }
+
+  getSnapshot(): Snapshot {
+    if (!this.snapshot) throw new Error('the loop has not started');
+    return this.snapshot;
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  get id(): string {
+    return this.sessionId;
+  }
+
+  private emit(kind: LoopLine['kind'], run: number | null, text: string): void {
+    const line = { kind, run, text };
+    this.events.unshift({ at: Date.now(), ...line });
+    this.events.length = Math.min(this.events.length, SESSION_EVENTS_KEPT);
+    for (const listener of this.lineListeners) listener(line);
+    this.publish();
+  }
+
+  private setAlert(kind: SnapshotAlert['kind'], message: string): void {
+    const existing = this.alerts.get(kind);
+    if (existing?.message === message) return;
+    this.alerts.set(kind, { kind, message, since: existing?.since ?? Date.now() });
+    this.emit(kind === 'draining' ? 'info' : 'warning', null, `WARNING: ${message}`);
+  }
+
+  private clearAlert(kind: SnapshotAlert['kind'], recovered?: string): void {
+    if (this.alerts.delete(kind) && recovered) this.emit('info', null, recovered);
+  }
+
+  // --- life cycle ---------------------------------------------------------------------------
+
+  /** Creates the session; resolves when the loop ends (done, drained, limit reached, aborted). */
+  async run(): Promise<LoopResult> {
+    this.grid = await createGrid(this.production.config.job, { onJobExit: () => this.requestTick() });
+    this.sessionId = await startSession(this.db, {
+      user: this.who.user,
+      host: this.who.host,
+      pid: process.pid,
+      productionId: this.production.id,
+      options: { ...this.options },
+      leaseSeconds: this.options.leaseSeconds,
+    });
+    this.modulesFile = await ensureModulesFile(this.production);
+    this.emit('info', null, `INFO: Session ${this.sessionId.slice(0, 8)} on ${this.production.type} v${this.production.version} (tag ${this.production.tag}) as ${this.who.user}@${this.who.host}`);
+    await this.buildSnapshot().catch(() => undefined);
+    this.requestTick();
+    return this.finished;
+  }
+
+  /** Run the loop body now (or right after the current pass). */
+  requestTick(): void {
+    if (this.stopped || this.aborting) return;
+    if (this.ticking) {
+      this.tickAgain = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.ticking = this.tick()
+      .catch((error: unknown) => this.abort('error', error))
+      .finally(() => {
+        this.ticking = null;
+        if (this.stopped || this.aborting) return;
+        if (this.tickAgain) {
+          this.tickAgain = false;
+          this.requestTick();
+          return;
+        }
+        this.nextTickAt = Date.now() + this.options.pauseSeconds * 1000;
+        this.timer = setTimeout(() => this.requestTick(), this.options.pauseSeconds * 1000);
+        this.publish();
+      });
+  }
+
+  private async tick(): Promise<void> {
+    // 1. Heartbeat: a session that cannot renew its lease for half of it stops claiming and submitting.
+    try {
+      if (!(await heartbeat(this.db, this.sessionId))) return this.fencedOut();
+      this.lastHeartbeatOk = Date.now();
+      this.degraded = false;
+      this.clearAlert('database-unreachable', 'INFO: The database answers again.');
+    } catch (error) {
+      const silentFor = (Date.now() - this.lastHeartbeatOk) / 1000;
+      this.degraded = silentFor > this.options.leaseSeconds / 2;
+      this.setAlert(
+        'database-unreachable',
+        `Database unreachable for ${Math.round(silentFor)}s (${(error as Error).message.split('\n')[0]})${this.degraded ? '; not claiming or submitting' : ''}`,
+      );
+      this.publish();
+      return;
+    }
+    // 2. Reap sessions whose lease expired (any production); adopt our production's live jobs.
+    const reaped = await reapExpiredSessions(this.db, this.context.actor, {
+      decide: adoptionDeciderFor(this.db, { orphans: this.options.orphans, adopter: { productionId: this.production.id, grid: this.grid } }),
+    });
+    for (const outcome of reaped) await this.afterReap(outcome);
+    // 3. The production as others may have changed it (paused, limits).
+    this.production = await getProduction(this.db, this.production.id);
+    if (this.production.status !== 'active') {
+      this.setAlert('production-paused', `Production ${this.production.status}${this.production.statusReason ? `: ${this.production.statusReason}` : ''}`);
+    } else this.clearAlert('production-paused', 'INFO: Production active again.');
+    // 4. Jobs that ended.
+    await this.loadHeld();
+    await this.pollJobs();
+    // 5. Claim.
+    await this.loadHeld();
+    await this.claim();
+    // 6. Downloads, 7. submissions.
+    await this.startDownloads();
+    await this.submit();
+    await this.loadHeld();
+    await this.buildSnapshot();
+    await this.checkDone();
+  }
+
+  private async afterReap(outcome: ReapOutcome): Promise<void> {
+    const { session } = outcome;
+    this.emit(
+      'reap',
+      null,
+      `Reaped session ${session.id.slice(0, 8)} (${session.user}@${session.host}, heartbeat ${session.heartbeatAgeSeconds}s ago): returned [${outcome.returned.join(', ')}]` +
+        (outcome.adopted.length ? `, adopted [${outcome.adopted.join(', ')}]` : ''),
+    );
+    // Files the dead session left in the staging area for runs that are back in the pool.
+    for (const run of outcome.returnedRuns) {
+      if (!run.stagedPath) continue;
+      const production = session.productionId === this.production.id ? this.production : await getProduction(this.db, session.productionId!);
+      if (!isInStaging(production, run.stagedPath)) continue;
+      await rm(run.stagedPath, { force: true });
+      await rm(partialDownloadPath(run.stagedPath, session.id), { force: true });
+    }
+  }
+
+  private async loadHeld(): Promise<void> {
+    const rows = await sql<{
+      run_number: number;
+      dataset: string;
+      status: HeldStatus;
+      attempts: number;
+      job_id: string | null;
+      staged_path: string | null;
+      staged_bytes: number | null;
+      status_changed_at: Date;
+      size_bytes: number | null;
+      checksum: string | null;
+      source: string | null;
+    }>`
+      SELECT pr.run_number, pr.dataset, pr.status, pr.attempts, pr.job_id, pr.staged_path, pr.staged_bytes, pr.status_changed_at,
+             r.size_bytes, r.checksum, r.source
+        FROM production_runs AS pr JOIN runs AS r USING (run_number)
+       WHERE pr.session_id = ${this.sessionId}::uuid
+       ORDER BY pr.run_number`.execute(this.db);
+    this.held = rows.rows.map((r) => ({
+      run: r.run_number,
+      dataset: r.dataset,
+      status: r.status,
+      attempts: r.attempts,
+      jobId: r.job_id,
+      stagedPath: r.staged_path,
+      stagedBytes: r.staged_bytes,
+      statusChangedAt: r.status_changed_at,
+      sizeBytes: r.size_bytes,
+      checksum: r.checksum,
+      source: r.source,
+    }));
+  }
+
+  // --- jobs ---------------------------------------------------------------------------------
+
+  private async pollJobs(): Promise<void> {
+    const onGrid = this.held.filter((r) => (r.status === 'submitted' || r.status === 'running') && r.jobId);
+    if (onGrid.length === 0) return;
+    let states: Map<string, JobState>;
+    try {
+      states = await this.grid.poll(onGrid.map((r) => ({ jobId: r.jobId!, statusPath: jobStatusPath(this.context, r) })));
+      this.clearAlert('backend-failing', `INFO: The ${this.grid.backend} backend answers again.`);
+    } catch (error) {
+      if (!(error instanceof GridUnavailableError)) throw error;
+      this.setAlert('backend-failing', `${this.grid.backend} backend failing: ${error.message}`);
+      return;
+    }
+    const nowRunning = onGrid.filter((r) => r.status === 'submitted' && states.get(r.jobId!)?.state === 'running');
+    if (nowRunning.length) {
+      await transitionRuns(this.db, {
+        productionId: this.production.id,
+        runs: nowRunning.map((r) => r.run),
+        from: 'submitted',
+        to: 'running',
+        owner: this.sessionId,
+        actor: this.context.actor,
+        message: 'job started',
+      });
+    }
+    for (const run of onGrid) {
+      const state = states.get(run.jobId!);
+      if (!state || (state.state !== 'done' && state.state !== 'lost')) continue;
+      const outcome = await judgeEndedJob(this.context, run, state);
+      switch (outcome.kind) {
+        case 'finished':
+          this.emit('finish', run.run, `Finished run: ${run.run}`);
+          break;
+        case 'retry':
+        case 'failed': {
+          const code = outcome.exitCode === null ? 'no exit code' : `exit code ${outcome.exitCode}`;
+          const firstLine = (outcome.error.split('\n').find((l) => l.trim()) ?? '').replace(/^exit code \d+(?: \([^)]*\))?: /, '');
+          this.emit(
+            outcome.kind === 'failed' ? 'fail' : 'retry',
+            run.run,
+            outcome.kind === 'failed'
+              ? `Failed run: ${run.run} (${code}, attempt ${outcome.attempt}/${this.production.maxAttempts}, no attempts left): ${firstLine}`
+              : `Retrying run: ${run.run} (${code}, attempt ${outcome.attempt}/${this.production.maxAttempts} failed): ${firstLine}`,
+          );
+          break;
+        }
+        case 'lost-ownership':
+          this.emit('warning', run.run, `WARNING: run ${run.run} is no longer held by this session`);
+          break;
+      }
+    }
+  }
+
+  private canStartWork(): boolean {
+    return !this.draining && !this.degraded && !this.aborting && this.production.status === 'active';
+  }
+
+  private async claim(): Promise<void> {
+    if (!this.canStartWork() || this.claimingPaused) return;
+    let want = this.options.nproc + this.options.nprep - this.held.length;
+    if (this.options.limit !== null) want = Math.min(want, this.options.limit - this.claimsMade);
+    if (want <= 0) return;
+    const claimed = await claimRuns(this.db, {
+      productionId: this.production.id,
+      session: { id: this.sessionId, user: this.who.user },
+      limit: want,
+      datasets: this.options.datasets,
+    });
+    this.claimsMade += claimed.length;
+    for (const run of claimed) this.emit('claim', run, `Claimed run: ${run}`);
+    if (claimed.length === 0) return;
+    await this.loadHeld();
+    const input = this.production.config.input;
+    if (input.kind === 'parent') await this.stageFromParent(input.output);
+  }
+
+  /** A child production's input is the parent run's recorded output, used in place. */
+  private async stageFromParent(outputName: string): Promise<void> {
+    const claimed = this.held.filter((r) => r.status === 'claimed');
+    if (!claimed.length || this.production.parentId === null) return;
+    const parents = await this.db
+      .selectFrom('production_runs')
+      .select(['run_number', 'outputs'])
+      .where('production_id', '=', this.production.parentId)
+      .where('run_number', 'in', claimed.map((r) => r.run))
+      .where('status', '=', 'finished')
+      .execute();
+    const inputs = new Map(parents.map((p) => [p.run_number, p.outputs?.[outputName]]));
+    const ready = claimed.filter((r) => inputs.get(r.run));
+    await transitionRuns(this.db, {
+      productionId: this.production.id,
+      runs: ready.map((r) => ({ run: r.run, stagedPath: inputs.get(r.run)! })),
+      from: 'claimed',
+      to: 'staged',
+      owner: this.sessionId,
+      actor: this.context.actor,
+      message: `input is the parent production's ${outputName} output`,
+    });
+    const missing = claimed.filter((r) => !inputs.get(r.run));
+    await transitionRuns(this.db, {
+      productionId: this.production.id,
+      runs: missing.map((r) => ({ run: r.run, lastError: `parent run has no recorded ${outputName} output` })),
+      from: 'claimed',
+      to: 'new',
+      owner: this.sessionId,
+      actor: this.context.actor,
+      message: `parent run has no recorded ${outputName} output`,
+    });
+    await this.loadHeld();
+  }
+
+  // --- downloads ----------------------------------------------------------------------------
+
+  private async startDownloads(): Promise<void> {
+    if (this.production.config.input.kind !== 'archive' || this.aborting || this.draining) return;
+    const waiting = this.held.filter((r) => r.status === 'claimed' && !this.downloads.has(r.run));
+    if (waiting.length === 0) {
+      this.downloadsPausedReason = null;
+      return;
+    }
+    if (this.archiveBlocked) {
+      this.downloadsPausedReason = this.archiveBlocked;
+      return;
+    }
+    try {
+      this.space = await measureStaging(this.production.config.stagingDir, this.production.config.quota);
+    } catch (error) {
+      this.downloadsPausedReason = `cannot measure the staging area: ${(error as Error).message}`;
+      return;
+    }
+    if (this.space.usedPercent >= this.options.spacelim) {
+      const reason = `staging area ${this.space.usedPercent.toFixed(1)}% used, at or above --spacelim ${this.options.spacelim}%`;
+      if (this.downloadsPausedReason !== reason) this.emit('warning', null, `Downloads paused: ${reason}`);
+      this.downloadsPausedReason = reason;
+      return;
+    }
+    this.downloadsPausedReason = null;
+    this.archive ??= await createArchive(inputUrl(this.context, waiting[0]!).protocol.replace(':', ''), this.production.config.archive);
+    const staged = this.held.filter((r) => r.status === 'staged').length;
+    const room = Math.min(this.options.nprep - staged - this.downloads.size, this.archive.parallel - this.downloads.size);
+    const toStart = waiting.slice(0, Math.max(room, 0));
+    if (toStart.length === 0) return;
+    const moved = await transitionRuns(this.db, {
+      productionId: this.production.id,
+      // Reserve the expected bytes and the staged path now, so every session counts them and a reaper can clean up.
+      runs: toStart.map((r) => ({ run: r.run, stagedBytes: r.sizeBytes ?? undefined, stagedPath: stagedPathFor(this.context, r) })),
+      from: 'claimed',
+      to: 'downloading',
+      owner: this.sessionId,
+      actor: this.context.actor,
+      message: 'download started',
+    });
+    if (moved.length) this.emit('download', null, `Staging runs: [${moved.join(', ')}]`);
+    for (const run of toStart.filter((r) => moved.includes(r.run))) this.launchDownload({ ...run, status: 'downloading' });
+  }
+
+  private launchDownload(run: HeldRunDetail): void {
+    const controller = new AbortController();
+    const entry: ActiveDownload = { controller, bytes: 0, total: run.sizeBytes, startedAt: Date.now(), task: Promise.resolve() };
+    this.downloads.set(run.run, entry);
+    this.emit('download', run.run, `Downloading run: ${run.run}`);
+    entry.task = downloadRun(this.context, this.archive!, run, controller.signal, {
+      onProgress: (bytes, total) => {
+        entry.bytes = bytes;
+        entry.total = total ?? entry.total;
+        this.publish();
+      },
+      onRetry: (attempt, error, delay) => this.emit('warning', run.run, `Download of run ${run.run} failed (try ${attempt}): ${error}; retrying in ${delay}s`),
+    })
+      .then((outcome) => {
+        switch (outcome.kind) {
+          case 'staged':
+            this.clearAlert('archive-failing');
+            this.emit('download', run.run, `... Success! (run ${run.run}, ${outcome.bytes} bytes)`);
+            break;
+          case 'returned':
+            this.emit('warning', run.run, `Download of run ${run.run} failed, returned to the pool: ${outcome.error}`);
+            break;
+          case 'failed':
+            this.emit('fail', run.run, `Failed run: ${run.run} (download: ${outcome.error})`);
+            break;
+          case 'auth-failed':
+            this.archiveBlocked = `archive refused the credentials: ${outcome.error}`;
+            this.setAlert('archive-auth', `Archive authentication failed; no new downloads until fixed and restarted: ${outcome.error}`);
+            break;
+          case 'lost-ownership':
+            this.emit('warning', run.run, `WARNING: run ${run.run} is no longer held by this session`);
+            break;
+          case 'aborted':
+            break;
+        }
+      })
+      .catch((error: unknown) => {
+        if (!this.aborting) this.emit('error', run.run, `Download of run ${run.run} failed: ${(error as Error).message}`);
+      })
+      .finally(() => {
+        this.downloads.delete(run.run);
+        this.requestTick();
+      });
+  }
+
+  // --- submissions --------------------------------------------------------------------------
+
+  private async submit(): Promise<void> {
+    if (!this.canStartWork()) return;
+    await this.loadHeld();
+    const onGrid = this.held.filter((r) => r.status === 'submitted' || r.status === 'running').length;
+    const staged = this.held.filter((r) => r.status === 'staged').slice(0, Math.max(this.options.nproc - onGrid, 0));
+    for (const run of staged) {
+      const job = await prepareJob(this.context, run, this.modulesFile);
+      this.emit('submit', run.run, `Submitting run: ${run.run}`);
+      let jobId: string;
+      try {
+        jobId = await this.grid.submit(job);
+        this.clearAlert('backend-failing', `INFO: The ${this.grid.backend} backend answers again.`);
+      } catch (error) {
+        if (!(error instanceof GridUnavailableError)) throw error;
+        this.setAlert('backend-failing', `${this.grid.backend} backend failing: ${error.message}`);
+        return; // the run stays staged; tried again next loop
+      }
+      const moved = await transitionRuns(this.db, {
+        productionId: this.production.id,
+        runs: [{ run: run.run, jobId }],
+        from: 'staged',
+        to: 'submitted',
+        owner: this.sessionId,
+        actor: this.context.actor,
+        message: `submitted to ${this.grid.backend} as ${jobId}, attempt ${run.attempts + 1}`,
+      });
+      if (moved.length === 0) {
+        // We lost the run between preparing and recording: never leave an unrecorded job running.
+        await this.grid.cancel([jobId]);
+        this.emit('warning', run.run, `WARNING: run ${run.run} was taken over; cancelled job ${jobId}`);
+      }
+    }
+  }
+
+  // --- ending -------------------------------------------------------------------------------
+
+  private async checkDone(): Promise<void> {
+    if (this.aborting || this.stopped) return;
+    const holding = this.held.length + this.downloads.size;
+    if (this.draining && holding === 0) return this.stop(0, 'drained');
+    if (holding > 0) return;
+    if (this.options.limit !== null && this.claimsMade >= this.options.limit) return this.stop(0, `limit of ${this.options.limit} runs reached`);
+    if (this.options.untilDone && !this.claimingPaused && this.production.status === 'active' && (await this.nothingLeftToClaim())) {
+      return this.stop(0, 'nothing left to claim');
+    }
+  }
+
+  /** No run of ours to claim now, nor any that waits on a parent run still in production. */
+  private async nothingLeftToClaim(): Promise<boolean> {
+    const datasets = this.options.datasets.length ? this.options.datasets : null;
+    const parent = this.production.parentId;
+    const row = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM (
+        SELECT 1 FROM production_runs AS r
+         WHERE r.production_id = ${this.production.id} AND r.status = 'new'
+           AND (${datasets}::text[] IS NULL OR r.dataset = ANY(${datasets}::text[]))
+           AND (${parent}::int IS NULL OR EXISTS (
+                 SELECT 1 FROM production_runs AS p
+                  WHERE p.production_id = ${parent}::int AND p.run_number = r.run_number AND p.status <> 'failed'))
+         LIMIT 1) AS left_to_claim`.execute(this.db);
+    return row.rows[0]!.n === 0;
+  }
+
+  private async stop(exitCode: number, reason: string): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await endSession(this.db, this.sessionId, this.context.actor, reason);
+    await this.archive?.close();
+    this.emit('info', null, `INFO: Session ${this.sessionId.slice(0, 8)} ended: ${reason}`);
+    this.finish({ exitCode, reason });
+  }
+
+  /** Our lease expired and another session reaped us: leave without touching runs or jobs (they may be adopted). */
+  private async fencedOut(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const download of this.downloads.values()) download.controller.abort();
+    await Promise.allSettled([...this.downloads.values()].map((d) => d.task));
+    for (const run of this.held) {
+      if (run.status === 'claimed' || run.status === 'downloading' || run.status === 'staged') await removeStagedInput(this.production, run.stagedPath);
+    }
+    this.emit(
+      'error',
+      null,
+      'ERROR: This session lost its lease (no heartbeat for longer than --lease) and was reaped by another session; ' +
+        'its runs were returned to the pool or adopted. Exiting without touching them.',
+    );
+    this.finish({ exitCode: 1, reason: 'lease lost' });
+  }
+
+  /** d / q / SIGUSR1: stop claiming, return runs not yet on the grid, wait for the jobs, exit 0. */
+  drain(): void {
+    if (this.draining || this.aborting || this.stopped) return;
+    this.draining = true;
+    this.setAlert('draining', 'Draining: no new claims; staged runs returned; waiting for submitted jobs to finish');
+    void this.returnUnsubmitted().finally(() => this.requestTick());
+  }
+
+  private async returnUnsubmitted(): Promise<void> {
+    for (const download of this.downloads.values()) download.controller.abort();
+    await Promise.allSettled([...this.downloads.values()].map((d) => d.task));
+    await this.ticking?.catch(() => undefined);
+    await this.loadHeld();
+    const notOnGrid = this.held.filter((r) => r.status === 'claimed' || r.status === 'downloading' || r.status === 'staged');
+    const returned = await this.returnRuns(notOnGrid, 'drained: returned before submission');
+    if (returned.length) this.emit('rollback', null, `Returning runs: [${returned.join(', ')}]`);
+  }
+
+  togglePauseClaiming(): void {
+    this.claimingPaused = !this.claimingPaused;
+    this.emit('info', null, this.claimingPaused ? 'INFO: Claiming paused for this session (p to resume)' : 'INFO: Claiming resumed');
+    this.requestTick();
+  }
+
+  /** Returns held runs to `new` in one transaction (not counted as attempts) and deletes their transient files. */
+  private async returnRuns(runs: HeldRunDetail[], message: string): Promise<number[]> {
+    const returned = await this.db.transaction().execute(async (tx) => {
+      const moved: number[] = [];
+      for (const status of HELD_STATUSES) {
+        const group = runs.filter((r) => r.status === status).map((r) => r.run);
+        if (!group.length) continue;
+        moved.push(
+          ...(await transitionRuns(tx, {
+            productionId: this.production.id,
+            runs: group,
+            from: status,
+            to: 'new',
+            owner: this.sessionId,
+            actor: this.context.actor,
+            message,
+          })),
+        );
+      }
+      return moved.sort((a, b) => a - b);
+    });
+    await this.removeTransientFiles(runs);
+    return returned;
+  }
+
+  private async removeTransientFiles(runs: HeldRunDetail[]): Promise<void> {
+    for (const run of runs) {
+      if (run.stagedPath && isInStaging(this.production, run.stagedPath)) {
+        await rm(run.stagedPath, { force: true });
+        await rm(partialDownloadPath(run.stagedPath, this.sessionId), { force: true });
+      }
+      if (run.status === 'submitted' || run.status === 'running') await removeAttemptFiles(this.context, run);
+    }
+  }
+
+  /**
+   * Ctrl-C, SIGTERM, SIGHUP or an uncaught error: stop claiming, cancel every
+   * job of this session, return its unfinished runs to `new` in one
+   * transaction, delete their transient files, end the session.
+   */
+  abort(reason: AbortReason, error?: unknown): Promise<void> {
+    if (this.abortInProgress) {
+      this.emit('warning', null, 'The rollback is still running; please wait.');
+      return this.abortInProgress;
+    }
+    if (this.stopped) return Promise.resolve();
+    this.aborting = true;
+    this.abortInProgress = this.performAbort(reason, error);
+    return this.abortInProgress;
+  }
+
+  private async performAbort(reason: AbortReason, error?: unknown): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    if (error) this.emit('error', null, `ERROR: ${(error as Error)?.stack ?? String(error)}`);
+    this.emit('rollback', null, `Aborting (${reason}): rolling back this session's runs`);
+    this.abortState = { reason, cancelledJobs: [], rolledBackRuns: [], done: false, note: null };
+    for (const download of this.downloads.values()) download.controller.abort();
+    await Promise.allSettled([...this.downloads.values()].map((d) => d.task));
+    // Let a pass that is under way finish its database work, so no new job appears after the cancel.
+    await Promise.race([this.ticking?.catch(() => undefined), new Promise((r) => setTimeout(r, 15_000))]);
+    let databaseDown = false;
+    let runs = this.held;
+    try {
+      await this.loadHeld();
+      runs = this.held;
+    } catch {
+      databaseDown = true;
+    }
+    const jobIds = runs.filter((r) => (r.status === 'submitted' || r.status === 'running') && r.jobId).map((r) => r.jobId!);
+    for (const jobId of jobIds) {
+      this.emit('rollback', null, `Cancelling job ${jobId}`);
+      this.abortState.cancelledJobs.push(jobId);
+    }
+    if (jobIds.length) await this.grid.cancel(jobIds).catch((e: unknown) => this.emit('error', null, `ERROR: cancelling jobs failed: ${(e as Error).message}`));
+    if (!databaseDown) {
+      try {
+        const returned = await this.returnRuns(runs, `aborted (${reason})`);
+        this.abortState.rolledBackRuns = returned;
+        this.emit('rollback', null, `Aborting runs: [${returned.join(', ')}]`);
+        await endSession(this.db, this.sessionId, this.context.actor, `aborted (${reason})`);
+      } catch {
+        databaseDown = true;
+      }
+    }
+    if (databaseDown) {
+      await this.removeTransientFiles(runs);
+      const note =
+        `The database cannot be reached: the jobs were cancelled, and the runs of session ${this.sessionId.slice(0, 8)} ` +
+        `(${runs.map((r) => r.run).join(', ') || 'none'}) return to new when its lease expires (${this.options.leaseSeconds}s) ` +
+        'and another session or `run-production sessions --reap` reaps it.';
+      this.abortState.note = note;
+      this.emit('error', null, note);
+    }
+    await this.archive?.close().catch(() => undefined);
+    this.abortState.done = true;
+    this.stopped = true;
+    this.publish();
+    this.finish({ exitCode: ABORT_EXIT[reason], reason: `aborted (${reason})` });
+  }
+
+  private abortState: NonNullable<Snapshot['abort']> | null = null;
+
+  // --- snapshot -----------------------------------------------------------------------------
+
+  private async buildSnapshot(): Promise<void> {
+    const [counts, recent, sessions] = await Promise.all([
+      readCounts(this.db, this.production.id),
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM production_runs
+                          WHERE production_id = ${this.production.id} AND status = 'finished'
+                            AND finished_at > now() - interval '15 minutes'`.execute(this.db),
+      sql<{ id: string; user_name: string; host: string; started_at: Date; age: number; lease_seconds: number; held: number }>`
+        SELECT s.id, s.user_name, s.host, s.started_at, extract(epoch FROM now() - s.heartbeat_at)::float8 AS age, s.lease_seconds,
+               (SELECT count(*) FROM production_runs r WHERE r.session_id = s.id)::int AS held
+          FROM sessions s
+         WHERE s.production_id = ${this.production.id} AND s.ended_at IS NULL AND s.id <> ${this.sessionId}::uuid
+         ORDER BY s.started_at`.execute(this.db),
+    ]);
+    const runsPerHour = recent.rows[0]!.n * 4;
+    const remaining = counts.total - counts.counts.finished - counts.counts.failed;
+    this.base = {
+      counts,
+      runsPerHour,
+      etaSeconds: runsPerHour > 0 ? Math.round((remaining / runsPerHour) * 3600) : null,
+      sessions: sessions.rows.map((s) => ({
+        id: s.id,
+        user: s.user_name,
+        host: s.host,
+        startedAt: s.started_at.getTime(),
+        heartbeatAgeSeconds: Math.round(s.age),
+        stale: s.age > s.lease_seconds,
+        runsHeld: s.held,
+      })),
+    };
+    this.publish();
+  }
+
+  private base: {
+    counts: Awaited<ReturnType<typeof readCounts>>;
+    runsPerHour: number;
+    etaSeconds: number | null;
+    sessions: Snapshot['sessions'];
+  } | null = null;
+
+  private publish(): void {
+    if (!this.base) return;
+    const now = Date.now();
+    const order: Record<HeldStatus, number> = { running: 0, submitted: 1, downloading: 2, staged: 3, claimed: 4 };
+    const runs = [...this.held]
+      .sort((a, b) => order[a.status] - order[b.status] || a.run - b.run)
+      .map((r) => {
+        const download = this.downloads.get(r.run);
+        const seconds = download ? (now - download.startedAt) / 1000 : 0;
+        return {
+          run: r.run,
+          dataset: r.dataset,
+          status: r.status,
+          attempt: r.attempts + 1,
+          jobId: r.jobId,
+          since: r.statusChangedAt.getTime(),
+          download: download ? { bytes: download.bytes, total: download.total, bytesPerSecond: seconds > 0 ? download.bytes / seconds : 0 } : null,
+        };
+      });
+    const onGrid = this.held.filter((r) => r.status === 'submitted' || r.status === 'running').length;
+    const counts = this.base.counts.counts;
+    this.snapshot = {
+      at: now,
+      production: {
+        id: this.production.id,
+        type: this.production.type,
+        version: this.production.version,
+        tag: this.production.tag,
+        status: this.production.status,
+        statusReason: this.production.statusReason,
+        statusSince: this.production.statusChangedAt.getTime(),
+        maxRunning: this.production.maxRunning,
+      },
+      database: this.who.databaseLabel,
+      session: {
+        id: this.sessionId,
+        user: this.who.user,
+        host: this.who.host,
+        startedAt: this.startedAt,
+        nextTickAt: this.nextTickAt,
+        leaseSeconds: this.options.leaseSeconds,
+        claimingPaused: this.claimingPaused,
+        draining: this.draining,
+        claimsLeft: this.options.limit === null ? null : Math.max(this.options.limit - this.claimsMade, 0),
+      },
+      counts,
+      datasets: this.base.counts.datasets,
+      total: this.base.counts.total,
+      waitingOnParent: null,
+      throughput: { runsPerHour: this.base.runsPerHour, etaSeconds: this.base.etaSeconds },
+      limits: {
+        running: onGrid,
+        nproc: this.options.nproc,
+        staged: this.held.filter((r) => r.status === 'staged' || r.status === 'downloading').length,
+        nprep: this.options.nprep,
+        productionRunning: counts.submitted + counts.running,
+        maxRunning: this.production.maxRunning,
+        disk: { usedPercent: this.space?.usedPercent ?? null, spacelim: this.options.spacelim, source: this.space?.source ?? 'statfs' },
+        downloadsPausedReason: this.downloadsPausedReason,
+      },
+      runs,
+      sessions: this.base.sessions,
+      events: [...this.events],
+      alerts: [...this.alerts.values()],
+      abort: this.abortState ? { ...this.abortState, cancelledJobs: [...this.abortState.cancelledJobs] } : null,
+      keysEnabled: this.who.keysEnabled,
+    };
+    for (const listener of this.listeners) listener();
+  }
+}

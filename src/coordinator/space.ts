@@ -1,0 +1,50 @@
+import { exec } from 'node:child_process';
+import { mkdir, statfs } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import type { QuotaConfig } from '../config/config.js';
+
+const execAsync = promisify(exec);
+
+/**
+ * How full the staging area is, in percent: `statfs` of its filesystem by
+ * default, or the site's quota command (mmlsquota, lfs quota, quota -w) parsed
+ * with the config's pattern (named groups `used` and `limit`, same unit).
+ */
+export interface SpaceReading {
+  usedPercent: number;
+  source: string;
+  /** Bytes free for us by this measure, when known. */
+  freeBytes: number | null;
+}
+
+export async function measureStaging(stagingDir: string, quota: QuotaConfig | null): Promise<SpaceReading> {
+  await mkdir(stagingDir, { recursive: true });
+  if (quota) return measureWithQuota(quota);
+  const s = await statfs(stagingDir);
+  const used = (s.blocks - s.bfree) * s.bsize;
+  const available = s.bavail * s.bsize;
+  // As df computes it: used / (used + available to unprivileged users).
+  const usedPercent = used + available > 0 ? (used / (used + available)) * 100 : 0;
+  return { usedPercent, source: 'statfs', freeBytes: available };
+}
+
+export async function measureWithQuota(quota: QuotaConfig): Promise<SpaceReading> {
+  const { stdout } = await execAsync(quota.command, { timeout: 30_000 });
+  const match = new RegExp(quota.pattern, 'm').exec(stdout);
+  const used = match?.groups?.used;
+  const limit = match?.groups?.limit;
+  if (!used || !limit || !Number(limit)) {
+    throw new Error(`quota.pattern did not match the output of "${quota.command}" (first line: ${stdout.split('\n')[0]?.slice(0, 120) ?? ''})`);
+  }
+  const usedN = parseSize(used);
+  const limitN = parseSize(limit);
+  return { usedPercent: (usedN / limitN) * 100, source: `quota: ${quota.command}`, freeBytes: null };
+}
+
+/** "12.5G", "800M", "1024" (bytes or the tool's unit; only the ratio matters) → number. */
+export function parseSize(text: string): number {
+  const match = /^([\d.]+)\s*([KMGTP]?)i?B?$/i.exec(text.trim());
+  if (!match) return Number(text);
+  const power = ' KMGTP'.indexOf(match[2]!.toUpperCase() || ' ');
+  return Number(match[1]) * 1024 ** Math.max(power, 0);
+}

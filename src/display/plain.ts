@@ -1,0 +1,19 @@
+import type { LoopLine } from '../coordinator/loop.js';
+
+/**
+ * The plain log: one line per event, as shifters know them from
+ * run_production.py. Used with --plain, when stdout is not a terminal, and by
+ * the tests. A write to a terminal that went away (SIGHUP) must not crash the
+ * rollback, so write errors are swallowed.
+ */
+export function attachPlainLog(source: { onLine(listener: (line: LoopLine) => void): () => void }, stream: NodeJS.WritableStream = process.stdout): () => void {
+  stream.on('error', () => undefined);
+  return source.onLine((line) => {
+    const stamp = process.env.RUN_PRODUCTION_LOG_TIMES ? `${new Date().toISOString()} ` : '';
+    try {
+      stream.write(`${stamp}${line.text}\n`);
+    } catch {
+      /* terminal gone */
+    }
+  });
+}
