@@ -8,7 +8,7 @@
  * second run) finds the cluster already answering and reuses it; stop() only
  * ends the daemons this call started.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, chownSync, chmodSync, statSync } from 'node:fs';
 import { hostname, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -106,8 +106,8 @@ function userIds(name: string): { uid: number; gid: number } {
   return { uid, gid };
 }
 
-/** Starts a daemon in the foreground of its own process group, logging to a file; returns its pid. */
-function startDaemon(command: string, args: string[], logName: string, ids?: { uid: number; gid: number }): number {
+/** Starts a daemon in the foreground of its own process group, logging to a file. */
+function startDaemon(command: string, args: string[], logName: string, ids?: { uid: number; gid: number }): ChildProcess {
   const log = openSync(join(ROOT, 'log', logName), 'a');
   const child = spawn(which(command) ?? command, args, {
     env: slurmEnv(),
@@ -115,12 +115,13 @@ function startDaemon(command: string, args: string[], logName: string, ids?: { u
     stdio: ['ignore', log, log],
     ...(ids === undefined ? {} : { uid: ids.uid, gid: ids.gid }),
   });
+  // Do not keep the test process alive for it; stop() still waits for (and so reaps) it.
   child.unref();
   if (child.pid === undefined) throw new Error(`could not start ${command}`);
-  return child.pid;
+  return child;
 }
 
-async function startMunge(): Promise<number | undefined> {
+async function startMunge(): Promise<ChildProcess | undefined> {
   if (mungeWorks()) return undefined;
   const munge = userIds('munge');
   if (!existsSync(MUNGE_KEY)) {
@@ -135,22 +136,22 @@ async function startMunge(): Promise<number | undefined> {
     chownSync(dir, munge.uid, munge.gid);
   }
   chmodSync(MUNGE_SOCKET_DIR, 0o755);
-  const pid = startDaemon('munged', ['--foreground'], 'munged.log', munge);
+  const daemon = startDaemon('munged', ['--foreground'], 'munged.out', munge);
   await waitFor(() => mungeWorks(), 20_000, 'munged to answer');
-  return pid;
+  return daemon;
 }
 
-async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+async function waitFor(check: () => boolean, timeoutMs: number, what: string | (() => string)): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (check()) return;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  throw new Error(`timed out waiting for ${what}\n${logTails()}`);
+  throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}\n${logTails()}`);
 }
 
 function logTails(): string {
-  return ['slurmctld.log', 'slurmd.log', 'slurmctld.out', 'slurmd.out', 'munged.log']
+  return ['slurmctld.log', 'slurmd.log', 'slurmctld.out', 'slurmd.out', 'munged.out']
     .map((name) => {
       const path = join(ROOT, 'log', name);
       if (!existsSync(path)) return '';
@@ -181,6 +182,7 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Stops processes from an earlier run, known only by pid. */
 async function stopPids(pids: number[]): Promise<void> {
   for (const pid of pids) {
     try {
@@ -192,6 +194,20 @@ async function stopPids(pids: number[]): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (pids.some(isAlive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
   for (const pid of pids.filter(isAlive)) process.kill(pid, 'SIGKILL');
+}
+
+/** Stops daemons we spawned and waits for their exit, which also reaps them (no zombies). */
+async function stopDaemons(daemons: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    daemons.map(async (daemon) => {
+      if (daemon.exitCode !== null || daemon.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => daemon.once('exit', () => resolve()));
+      daemon.kill('SIGTERM');
+      const timer = setTimeout(() => daemon.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
 }
 
 export interface TestSlurm {
@@ -206,16 +222,16 @@ export async function startSlurm(): Promise<TestSlurm> {
   const env = slurmEnv();
   if (existsSync(CONF) && mungeWorks() && clusterReady()) return { env, stop: async () => undefined };
 
-  const started: number[] = [];
+  const started: ChildProcess[] = [];
+  let munged: ChildProcess | undefined;
   try {
     // Leftovers of an earlier run (state, pid files) must not confuse the new daemons.
     await stopPids(leftoverPids());
     rmSync(ROOT, { recursive: true, force: true });
     writeConfig();
 
-    const mungePid = await startMunge();
-    if (mungePid !== undefined) started.push(mungePid);
-    // -D: stay in the foreground so we hold the pid; -i: ignore any saved state.
+    munged = await startMunge();
+    // -D: stay in the foreground so we hold the process; -i: do not stop on unreadable state files.
     started.push(startDaemon('slurmctld', ['-D', '-i', '-f', CONF], 'slurmctld.out'));
     await waitFor(() => run('scontrol', ['ping']).stdout.includes('UP'), 30_000, 'slurmctld to answer');
     started.push(startDaemon('slurmd', ['-D', '-f', CONF], 'slurmd.out'));
@@ -229,12 +245,20 @@ export async function startSlurm(): Promise<TestSlurm> {
         run('scontrol', ['update', `nodename=${nodeName()}`, 'state=resume']);
       }
       return false;
-    }, 60_000, `node ${nodeName()} to become idle (last state "${nodeState()}")`);
+    }, 60_000, () => `node ${nodeName()} to become idle (last state "${nodeState()}")`);
   } catch (error) {
-    await stopPids(started);
+    await stopDaemons(started);
+    if (munged !== undefined) await stopDaemons([munged]);
     throw error;
   }
-  return { env, stop: () => stopPids(started) };
+  return {
+    env,
+    async stop() {
+      // Slurm first, munged last: the daemons still talk to munge while shutting down.
+      await stopDaemons(started);
+      if (munged !== undefined) await stopDaemons([munged]);
+    },
+  };
 }
 
 /** Daemons from an earlier run of this helper whose pid files are still there. */
