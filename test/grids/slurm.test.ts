@@ -129,7 +129,7 @@ describe.skipIf(!slurmAvailable() && !process.env.CI)('Slurm backend on a real S
 
   it('polls many jobs in one squeue call and falls back on the wrapper once Slurm forgets them', async () => {
     const specs = await Promise.all([0, 1, 2].map((i) => job(`rp-test-many-${i}`, `exit ${i}`)));
-    const ids = [];
+    const ids: string[] = [];
     for (const spec of specs) ids.push(await grid.submit(spec));
     const unknown: JobRef = { jobId: '999999', statusPath: join(dir, 'never', 'status.json') };
     const refs = [...specs.map((spec, i) => ref(spec, ids[i]!)), unknown];
