@@ -140,6 +140,9 @@ class Connection {
     };
     ssh.on('close', dropped('connection closed'));
     sftp.on('close', dropped('sftp channel closed'));
+    // An SFTP protocol error is emitted on the channel; unhandled, it would
+    // crash the whole session.
+    sftp.on('error', (error: Error) => dropped(`sftp error: ${error.message}`)());
   }
 
   /** Calls `listener` once when the connection becomes unusable; returns an unsubscribe. */

@@ -11,6 +11,7 @@ import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ArchiveAuthError, ArchiveTransientError, MissingInputError } from '../../src/transfers/archive.js';
@@ -145,6 +146,50 @@ describe.skipIf(!sshdAvailable() && !process.env.CI)('SFTP archive against a rea
     expect(result.bytes).toBe(large.bytes);
     expect(await sha256(destination)).toBe(large.sha256);
     expect(archive.log.filter((line) => line.includes('connected to'))).toHaveLength(2);
+  });
+
+  it('an idle connection the server dropped is replaced without an error', async () => {
+    const archive = keyArchive();
+    await archive.fetch(request(small.name, { destination: join(work, 'first') }));
+    expect(sshd.signalSessions('SIGKILL')).toBeGreaterThan(0);
+    await waitFor(() => archive.log.some((line) => line.includes('connection closed')));
+    await expect(archive.fetch(request(small.name, { destination: join(work, 'second') }))).resolves.toEqual({ bytes: small.bytes });
+    expect(archive.log.filter((line) => line.includes('connected to'))).toHaveLength(2);
+  });
+
+  it('retries connecting with backoff, then gives up with ArchiveTransientError', async () => {
+    const archive = keyArchive();
+    const closedPort = await unusedPort();
+    const started = Date.now();
+    const failure = await archive
+      .fetch({ ...request(small.name), url: new URL(`sftp://${sshd.user}@127.0.0.1:${closedPort}${data}/${small.name}`) })
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(ArchiveTransientError);
+    expect(archive.log.filter((line) => /attempt \d of 4/.test(line))).toHaveLength(3);
+    // 0.5 + 1 + 2 s of backoff between the four attempts.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3_400);
+  });
+
+  it('close() ends a download in flight and every connection', async () => {
+    const archive = keyArchive({ parallel: 2 });
+    await archive.fetch(request(small.name, { destination: join(work, 'warm') }));
+    const destination = join(work, 'closing.part');
+    let closing: Promise<void> | undefined;
+    const failure = await archive
+      .fetch(
+        request(large.name, {
+          destination,
+          onProgress: (done) => {
+            if (!closing && done > 0) closing = archive.close();
+          },
+        }),
+      )
+      .catch((error: unknown) => error);
+    await closing;
+    expect(failure).toBeInstanceOf(ArchiveTransientError);
+    expect(existsSync(destination)).toBe(false);
+    await waitFor(() => sshd.sessionPids().length === 0);
+    await expect(archive.fetch(request(small.name))).rejects.toThrow(/closed/);
   });
 
   it('a stalled transfer (server frozen) aborts after the timeout with ArchiveTransientError', async () => {
@@ -342,6 +387,15 @@ describe.skipIf(!sshdAvailable() && !process.env.CI)('SFTP archive against a rea
 
 function canCreateUsers(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0 && existsSync('/usr/sbin/useradd') && existsSync('/usr/sbin/chpasswd');
+}
+
+function unusedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
 }
 
 async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
