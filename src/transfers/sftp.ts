@@ -248,6 +248,8 @@ class ConnectionPool {
   private taken = 0;
   private waiters: Array<() => void> = [];
   private closed = false;
+  /** Aborts connection attempts still under way when the archive is closed. */
+  private readonly closing = new AbortController();
   private readonly all = new Set<Connection>();
 
   constructor(
@@ -267,6 +269,7 @@ class ConnectionPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort(new ArchiveTransientError('the SFTP archive is closed'));
     this.wake();
     const closing: Promise<void>[] = [];
     for (const connection of this.all) {
@@ -296,12 +299,12 @@ class ConnectionPool {
       if (this.taken + this.idle.length < this.limit) {
         this.taken++;
         try {
-          const connection = await this.open(url, signal, (dropped) => this.onDrop(dropped));
-          this.all.add(connection);
+          const connection = await this.open(url, AbortSignal.any([signal, this.closing.signal]), (dropped) => this.onDrop(dropped));
           if (this.closed) {
-            connection.kill(new ArchiveTransientError('archive closed'));
+            connection.kill(new ArchiveTransientError('the SFTP archive is closed'));
             throw new ArchiveTransientError('the SFTP archive is closed');
           }
+          this.all.add(connection);
           return connection;
         } catch (error) {
           this.taken--;
