@@ -113,3 +113,35 @@ export function firstLine(text: string): string {
 function lastLine(text: string): string {
   return text.split('\n').map((line) => line.trim()).filter((line) => line.length > 0).pop() ?? '';
 }
+
+/**
+ * Scheduler backend options arrive from the config file as `job.options`
+ * (untyped JSON). Each backend declares the kind of every option it takes and
+ * reads them through this, so a typo or a wrong type fails at load time with
+ * the option's name instead of as an odd sbatch/qsub error later.
+ */
+/** `string or number`: values like memory (`4G` or `4096`) or time (`02:00:00` or `7200`), passed on as text. */
+export type OptionKind = 'string' | 'string or number' | 'positive number' | 'string list';
+
+type OptionValue<K extends OptionKind> = K extends 'string' | 'string or number' ? string : K extends 'positive number' ? number : string[];
+
+export type OptionsOf<S extends Record<string, OptionKind>> = { [K in keyof S]?: OptionValue<S[K]> };
+
+export function readOptions<S extends Record<string, OptionKind>>(raw: Record<string, unknown>, shape: S, where: string): OptionsOf<S> {
+  const result: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const kind = shape[key];
+    if (kind === undefined) throw new Error(`${where}.${key}: unknown option; known: ${Object.keys(shape).join(', ')}`);
+    if (value === undefined || value === null) continue;
+    const isText = typeof value === 'string' && value !== '';
+    const isNumber = typeof value === 'number' && Number.isFinite(value) && value > 0;
+    const ok =
+      kind === 'string' ? isText
+      : kind === 'string or number' ? isText || isNumber
+      : kind === 'positive number' ? isNumber
+      : Array.isArray(value) && value.every((item) => typeof item === 'string');
+    if (!ok) throw new Error(`${where}.${key}: expected ${kind === 'string' ? 'a non-empty string' : kind === 'string list' ? 'a list of strings' : `a ${kind}`}, got ${JSON.stringify(value)}`);
+    result[key] = kind === 'string list' ? [...(value as string[])] : kind === 'string or number' ? String(value) : value;
+  }
+  return result as OptionsOf<S>;
+}

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
-import { firstLine, runCommand, type CommandResult, type CommandRunner } from './command.js';
+import { firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { GridUnavailableError, type Grid, type JobRef, type JobSpec, type JobState } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
@@ -23,6 +23,19 @@ export interface HtcondorOptions {
   sshHost?: string;
   /** Per scheduler command; default 30. */
   commandTimeoutSeconds?: number;
+}
+
+const HTCONDOR_OPTIONS = {
+  memory: 'string or number',
+  cpus: 'positive number',
+  extraLines: 'string list',
+  sshHost: 'string',
+  commandTimeoutSeconds: 'positive number',
+} as const;
+
+/** Reads `job.options` of a production type whose backend is htcondor; throws naming the bad option. */
+export function htcondorOptionsFrom(raw: Record<string, unknown>, where = 'job.options'): HtcondorOptions {
+  return readOptions(raw, HTCONDOR_OPTIONS, where);
 }
 
 /** Job attributes asked of condor_q and condor_history. */

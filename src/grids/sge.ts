@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
-import { firstLine, runCommand, type CommandResult, type CommandRunner } from './command.js';
+import { firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { GridUnavailableError, type Grid, type JobRef, type JobSpec, type JobState } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
@@ -29,6 +29,21 @@ export interface SgeOptions {
   sshHost?: string;
   /** Per scheduler command; default 30. */
   commandTimeoutSeconds?: number;
+}
+
+const SGE_OPTIONS = {
+  queue: 'string',
+  project: 'string',
+  time: 'string or number',
+  memory: 'string or number',
+  extraArgs: 'string list',
+  sshHost: 'string',
+  commandTimeoutSeconds: 'positive number',
+} as const;
+
+/** Reads `job.options` of a production type whose backend is sge; throws naming the bad option. */
+export function sgeOptionsFrom(raw: Record<string, unknown>, where = 'job.options'): SgeOptions {
+  return readOptions(raw, SGE_OPTIONS, where);
 }
 
 /** One job as qstat lists it. */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
-import { firstLine, runCommand, type CommandResult, type CommandRunner } from './command.js';
+import { firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { GridUnavailableError, type Grid, type JobRef, type JobSpec, type JobState } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
@@ -24,6 +24,21 @@ export interface SlurmOptions {
   sshHost?: string;
   /** Per scheduler command; default 30. */
   commandTimeoutSeconds?: number;
+}
+
+const SLURM_OPTIONS = {
+  partition: 'string',
+  account: 'string',
+  time: 'string or number',
+  memory: 'string or number',
+  extraArgs: 'string list',
+  sshHost: 'string',
+  commandTimeoutSeconds: 'positive number',
+} as const;
+
+/** Reads `job.options` of a production type whose backend is slurm; throws naming the bad option. */
+export function slurmOptionsFrom(raw: Record<string, unknown>, where = 'job.options'): SlurmOptions {
+  return readOptions(raw, SLURM_OPTIONS, where);
 }
 
 /** A job id as sbatch reported it: `1234`, or `1234;cluster` in a multi-cluster setup. */

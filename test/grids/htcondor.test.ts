@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderBatchScript } from '../../src/grids/batch-script.js';
 import { GridUnavailableError, type JobRef, type JobSpec } from '../../src/grids/grid.js';
-import { createHtcondorGrid, jobsConstraint, parseCondorJson } from '../../src/grids/htcondor.js';
+import { createHtcondorGrid, htcondorOptionsFrom, jobsConstraint, parseCondorJson } from '../../src/grids/htcondor.js';
 import { fixture, recordingRunner } from '../fixtures/grids/fixture-runner.js';
 
 let dir: string;
@@ -201,5 +201,18 @@ describe('HTCondor cancellation', () => {
   it('reports an unreachable schedd', async () => {
     const runner = recordingRunner({ condor_rm: { stderr: condor('condor_rm-down.stderr'), code: 1 } });
     await expect(createHtcondorGrid({}, runner.run).cancel(['4242.0'])).rejects.toThrow(GridUnavailableError);
+  });
+});
+
+describe('HTCondor options from the config file', () => {
+  it('reads every option', () => {
+    expect(htcondorOptionsFrom({ memory: 2048, cpus: 2, extraLines: ['+MaxRuntime = 7200'], sshHost: 'submit01', commandTimeoutSeconds: 45 })).toEqual({
+      memory: '2048', cpus: 2, extraLines: ['+MaxRuntime = 7200'], sshHost: 'submit01', commandTimeoutSeconds: 45,
+    });
+  });
+
+  it('names a wrong option', () => {
+    expect(() => htcondorOptionsFrom({ extraLines: [7200] })).toThrow('job.options.extraLines: expected a list of strings, got [7200]');
+    expect(() => htcondorOptionsFrom({ queue: 'long' })).toThrow(/^job\.options\.queue: unknown option/);
   });
 });

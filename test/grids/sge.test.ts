@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderBatchScript } from '../../src/grids/batch-script.js';
 import { GridUnavailableError, type JobRef, type JobSpec } from '../../src/grids/grid.js';
-import { createSgeGrid, parseQacct, parseQstatXml } from '../../src/grids/sge.js';
+import { createSgeGrid, parseQacct, parseQstatXml, sgeOptionsFrom } from '../../src/grids/sge.js';
 import { fixture, recordingRunner } from '../fixtures/grids/fixture-runner.js';
 
 let dir: string;
@@ -216,5 +216,17 @@ describe('SGE cancellation', () => {
     const runner = recordingRunner({});
     await createSgeGrid({}, runner.run).cancel([]);
     expect(runner.calls).toEqual([]);
+  });
+});
+
+describe('SGE options from the config file', () => {
+  it('reads every option', () => {
+    expect(sgeOptionsFrom({ queue: 'long.q', project: 'alcap', time: 7200, memory: '4G', extraArgs: ['-pe', 'smp', '2'], sshHost: 'submit01', commandTimeoutSeconds: 45 })).toEqual({
+      queue: 'long.q', project: 'alcap', time: '7200', memory: '4G', extraArgs: ['-pe', 'smp', '2'], sshHost: 'submit01', commandTimeoutSeconds: 45,
+    });
+  });
+
+  it('refuses options of other backends', () => {
+    expect(() => sgeOptionsFrom({ partition: 'prod' })).toThrow(/^job\.options\.partition: unknown option/);
   });
 });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderBatchScript } from '../../src/grids/batch-script.js';
 import { commandLine, runCommand } from '../../src/grids/command.js';
 import { GridUnavailableError, type JobRef, type JobSpec } from '../../src/grids/grid.js';
-import { createSlurmGrid } from '../../src/grids/slurm.js';
+import { createSlurmGrid, slurmOptionsFrom } from '../../src/grids/slurm.js';
 import { WRAPPER_PATH } from '../../src/grids/wrapper.js';
 import { fixture, recordingRunner } from '../fixtures/grids/fixture-runner.js';
 
@@ -312,5 +312,21 @@ describe('Slurm backend, recorded outputs', () => {
 
   it('reaches every job of the cluster', () => {
     expect(createSlurmGrid({}, recordingRunner({}).run).canReach('4101')).toBe(true);
+  });
+});
+
+describe('Slurm options from the config file', () => {
+  it('reads every option, numbers for memory and time included', () => {
+    expect(
+      slurmOptionsFrom({ partition: 'prod', account: 'alcap', time: '02:00:00', memory: 4096, extraArgs: ['--qos=long'], sshHost: 'shifter@submit01', commandTimeoutSeconds: 60 }),
+    ).toEqual({ partition: 'prod', account: 'alcap', time: '02:00:00', memory: '4096', extraArgs: ['--qos=long'], sshHost: 'shifter@submit01', commandTimeoutSeconds: 60 });
+    expect(slurmOptionsFrom({})).toEqual({});
+  });
+
+  it('names the option that is unknown or of the wrong type', () => {
+    expect(() => slurmOptionsFrom({ partiton: 'prod' }, 'types.alcapana.job.options')).toThrow(/^types\.alcapana\.job\.options\.partiton: unknown option; known: partition, /);
+    expect(() => slurmOptionsFrom({ extraArgs: '--qos=long' })).toThrow('job.options.extraArgs: expected a list of strings, got "--qos=long"');
+    expect(() => slurmOptionsFrom({ commandTimeoutSeconds: 0 })).toThrow('job.options.commandTimeoutSeconds: expected a positive number, got 0');
+    expect(() => slurmOptionsFrom({ partition: '' })).toThrow('job.options.partition: expected a non-empty string, got ""');
   });
 });
