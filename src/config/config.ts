@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ExpectedError } from '../cli/errors.js';
+import { jsonErrorLocation } from './json-position.js';
 import { checkTemplate, fillSome, TemplateError } from './templates.js';
 
 /**
@@ -77,18 +78,14 @@ export async function loadConfig(file: string): Promise<LoadedConfig> {
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new ExpectedError(`${file}: not valid JSON: ${jsonErrorWhere(text, error as Error)}`, 65);
+    throw new ExpectedError(`${file}: not valid JSON at ${jsonErrorWhere(text)} (${(error as Error).message.split('\n')[0]!.slice(0, 80)}).`, 65);
   }
   return validateConfig(raw, file);
 }
 
-function jsonErrorWhere(text: string, error: Error): string {
-  const position = /position (\d+)/.exec(error.message);
-  if (!position) return error.message;
-  const before = text.slice(0, Number(position[1]));
-  const line = before.split('\n').length;
-  const column = before.length - before.lastIndexOf('\n');
-  return `line ${line}, column ${column}: ${error.message.replace(/ in JSON at position \d+.*$/, '')}`;
+function jsonErrorWhere(text: string): string {
+  const where = jsonErrorLocation(text);
+  return `line ${where.line}, column ${where.column}: expected ${where.expected}`;
 }
 
 class Fields {
