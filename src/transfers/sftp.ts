@@ -196,7 +196,7 @@ class Guard {
   private readonly onAbort: () => void;
 
   constructor(
-    private readonly connection: Connection,
+    connection: Connection,
     private readonly signal: AbortSignal,
     timeoutMs: number,
     what: string,
