@@ -40,6 +40,8 @@ export function shellQuote(word: string): string {
 /** The argv actually spawned: the command itself, or ssh carrying it to the submit host. */
 export function commandLine(argv: readonly string[], sshHost?: string): string[] {
   if (sshHost === undefined) return [...argv];
+  // A "host" starting with - would be read by ssh as an option (e.g. -oProxyCommand=...).
+  if (sshHost.startsWith('-') || sshHost.trim() === '') throw new Error(`invalid ssh host ${JSON.stringify(sshHost)}`);
   // BatchMode: never prompt for a password in an unattended loop; fail instead.
   return ['ssh', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHost, '--', argv.map(shellQuote).join(' ')];
 }
@@ -114,12 +116,6 @@ function lastLine(text: string): string {
   return text.split('\n').map((line) => line.trim()).filter((line) => line.length > 0).pop() ?? '';
 }
 
-/**
- * Scheduler backend options arrive from the config file as `job.options`
- * (untyped JSON). Each backend declares the kind of every option it takes and
- * reads them through this, so a typo or a wrong type fails at load time with
- * the option's name instead of as an odd sbatch/qsub error later.
- */
 /** `string or number`: values like memory (`4G` or `4096`) or time (`02:00:00` or `7200`), passed on as text. */
 export type OptionKind = 'string' | 'string or number' | 'positive number' | 'string list';
 
@@ -127,10 +123,16 @@ type OptionValue<K extends OptionKind> = K extends 'string' | 'string or number'
 
 export type OptionsOf<S extends Record<string, OptionKind>> = { [K in keyof S]?: OptionValue<S[K]> };
 
+/**
+ * Scheduler backend options arrive from the config file as `job.options`
+ * (untyped JSON). Each backend declares the kind of every option it takes and
+ * reads them through this, so a typo or a wrong type fails at load time with
+ * the option's name instead of as an odd sbatch/qsub error later.
+ */
 export function readOptions<S extends Record<string, OptionKind>>(raw: Record<string, unknown>, shape: S, where: string): OptionsOf<S> {
   const result: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw)) {
-    const kind = shape[key];
+    const kind = Object.hasOwn(shape, key) ? shape[key] : undefined;
     if (kind === undefined) throw new Error(`${where}.${key}: unknown option; known: ${Object.keys(shape).join(', ')}`);
     if (value === undefined || value === null) continue;
     const isText = typeof value === 'string' && value !== '';

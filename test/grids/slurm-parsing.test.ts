@@ -85,6 +85,10 @@ describe('runCommand', () => {
     expect(spawnSync('sh', ['-c', line], { encoding: 'utf8' }).stdout).toBe("a b\nit's\n$HOME\n*\n");
   });
 
+  it('refuses an ssh host that ssh would read as an option', async () => {
+    await expect(runCommand(['squeue'], { sshHost: '-oProxyCommand=touch /tmp/x' })).rejects.toThrow('invalid ssh host');
+  });
+
   it.skipIf(spawnSync('ssh', ['-V']).error !== undefined)('reports an unreachable submit host (ssh exit 255) as GridUnavailableError', async () => {
     const error = await runCommand(['squeue'], { sshHost: 'rp-test-host.invalid', timeoutMs: 20_000 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GridUnavailableError);
