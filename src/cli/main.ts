@@ -7,6 +7,13 @@ import { registerRun } from './commands/run.js';
 import { registerDemo } from './commands/demo.js';
 import { registerSessions } from './commands/sessions.js';
 import { registerProductions, registerStatus } from './commands/status.js';
+import { registerReport } from './commands/report.js';
+import { registerRetry } from './commands/retry.js';
+import { registerValidate } from './commands/validate.js';
+import { registerRelease } from './commands/release.js';
+import { registerControl } from './commands/control.js';
+import { registerEvents } from './commands/events.js';
+import { registerLimits } from './commands/limits.js';
 import { EXIT, ExpectedError } from './errors.js';
 
 // .env in the current directory; variables already in the environment win.
@@ -26,6 +33,13 @@ function buildProgram(): Command {
   registerSessions(program);
   registerDb(program);
   registerDemo(program);
+  registerReport(program);
+  registerRetry(program);
+  registerValidate(program);
+  registerRelease(program);
+  registerControl(program);
+  registerEvents(program);
+  registerLimits(program);
   configureUsageErrors(program);
   return program;
 }

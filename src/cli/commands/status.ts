@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { readCounts } from '../../coordinator/counts.js';
 import { findProduction, listProductions } from '../../coordinator/productions.js';
 import { RUN_STATUSES, STATUS_LETTERS } from '../../coordinator/statuses.js';
+import { readParentWait, readThroughput } from '../../bookkeeping/throughput.js';
+import { formatEta } from '../../display/format.js';
 import { withContext, type GlobalOptions } from '../context.js';
 import { positiveInt } from '../parse.js';
 import { textTable } from '../table.js';
@@ -17,6 +19,10 @@ export function registerStatus(program: Command): void {
       await withContext(command.optsWithGlobals<GlobalOptions>(), async (context) => {
         const production = await findProduction(context.handle.db, options.production, options.version);
         const counts = await readCounts(context.handle.db, production.id);
+        const [throughput, waitingOnParent] = await Promise.all([
+          readThroughput(context.handle.db, production, counts),
+          readParentWait(context.handle.db, production),
+        ]);
         if (options.json) {
           console.log(
             JSON.stringify({
@@ -24,6 +30,8 @@ export function registerStatus(program: Command): void {
               total: counts.total,
               counts: counts.counts,
               datasets: counts.datasets,
+              throughput,
+              waitingOnParent,
             }),
           );
           return;
@@ -35,6 +43,17 @@ export function registerStatus(program: Command): void {
         const rows = Object.entries(counts.datasets).map(([dataset, c]) => [dataset, ...RUN_STATUSES.map((s) => c[s]), RUN_STATUSES.reduce((a, s) => a + c[s], 0)]);
         rows.push(['all', ...RUN_STATUSES.map((s) => counts.counts[s]), counts.total]);
         console.log(textTable(header, rows, { rightAlign: header.map((_, i) => i).slice(1) }));
+        console.log(
+          `Throughput: ${throughput.runsPerHour15m} runs/h over the last 15 min (${throughput.finishedLast15m} finished), ` +
+            `${throughput.runsPerHour24h} runs/h over the last 24 h (${throughput.finishedLast24h}); ` +
+            `${throughput.remaining} to go, ETA ${throughput.remaining === 0 ? 'done' : formatEta(throughput.etaSeconds)}`,
+        );
+        if (waitingOnParent) {
+          console.log(
+            `Waiting on parent ${waitingOnParent.parent}: ${waitingOnParent.waiting} run(s) not yet finished there` +
+              (waitingOnParent.parentFailed ? `, ${waitingOnParent.parentFailed} whose parent run failed (retry it there)` : ''),
+          );
+        }
       });
     });
 }

@@ -1,0 +1,115 @@
+import { rm } from 'node:fs/promises';
+import { sql, type Kysely } from 'kysely';
+import { ExpectedError } from '../cli/errors.js';
+import { isInStaging } from '../coordinator/jobs.js';
+import { getProduction, type Production } from '../coordinator/productions.js';
+import { heldRuns, type HeldRun } from '../coordinator/sessions.js';
+import { HELD_STATUSES } from '../coordinator/statuses.js';
+import { recordEvent, transitionRuns, type Actor } from '../coordinator/transition.js';
+import type { Database } from '../db/schema.js';
+import type { Grid } from '../grids/grid.js';
+import { createGrid } from '../grids/index.js';
+import { partialDownloadPath } from '../outputs/paths.js';
+import type { SessionRow } from './sessions.js';
+
+/**
+ * Takes the runs of another shifter's session back into the pool: its jobs
+ * are cancelled first (a new attempt must never race an old job writing the
+ * same outputs), then, in one transaction on the locked session row, the
+ * session is ended and its runs go back to `new` without an attempt counted.
+ * A live session notices at its next heartbeat that it was ended and leaves
+ * without touching the runs (OperatorLoop.fencedOut).
+ */
+
+export interface ReleaseOutcome {
+  returned: number[];
+  cancelledJobs: string[];
+  /** Jobs the grid of this host cannot reach (another host's local jobs): they may still run. */
+  unreachableJobs: string[];
+  wasLive: boolean;
+}
+
+export type GridFactory = (production: Production) => Promise<Grid>;
+
+export async function releaseSession(
+  db: Kysely<Database>,
+  session: SessionRow,
+  options: { force: boolean; actor: Actor; gridFor?: GridFactory },
+): Promise<ReleaseOutcome> {
+  const short = session.id.slice(0, 8);
+  if (session.endedAt) {
+    const left = await heldRuns(db, session.id);
+    if (left.length === 0) {
+      throw new ExpectedError(`Session ${short} (${session.user}@${session.host}) already ended (${session.endReason ?? 'no reason'}) and holds no runs; nothing to release.`, 1);
+    }
+  }
+  const live = session.endedAt === null && session.leaseLeftSeconds > 0;
+  if (live && !options.force) {
+    throw new ExpectedError(
+      `Session ${short} (${session.user}@${session.host} pid ${session.pid}) is live: its lease expires at ${session.leaseExpiresAt.toISOString()} ` +
+        `(in ${Math.ceil(session.leaseLeftSeconds)}s) unless it heartbeats. Ask ${session.user} to stop it (Ctrl-C, or d to drain), ` +
+        `wait for the lease to expire, or use --force to cancel its jobs and take its runs now.`,
+      1,
+    );
+  }
+  if (session.productionId === null) throw new ExpectedError(`Session ${short} works on no production; it holds no runs.`, 1);
+  const production = await getProduction(db, session.productionId);
+  const runs = await heldRuns(db, session.id);
+
+  // Cancel first, outside the transaction: a scheduler call may take seconds and must not hold row locks.
+  const onGrid = runs.filter((r) => (r.status === 'submitted' || r.status === 'running') && r.jobId);
+  const cancelled: string[] = [];
+  const unreachable: string[] = [];
+  if (onGrid.length) {
+    const grid = await (options.gridFor ?? ((p: Production) => createGrid(p.config.job)))(production);
+    for (const run of onGrid) (grid.canReach(run.jobId!) ? cancelled : unreachable).push(run.jobId!);
+    if (cancelled.length) await grid.cancel(cancelled);
+  }
+
+  const why = `released by ${options.actor.user}${options.force && live ? ' (--force, session was live)' : ''}: session ${short} (${session.user}@${session.host} pid ${session.pid})`;
+  const returned = await db.transaction().execute(async (tx) => {
+    // Lock the session so a concurrent reaper or a second release does not return the same runs twice.
+    const locked = await sql<{ id: string }>`SELECT id FROM sessions WHERE id = ${session.id}::uuid FOR UPDATE`.execute(tx);
+    if (locked.rows.length === 0) return [];
+    await tx
+      .updateTable('sessions')
+      .set({ ended_at: sql`coalesce(ended_at, now())`, end_reason: sql`coalesce(end_reason, ${why})` })
+      .where('id', '=', session.id)
+      .execute();
+    const moved: number[] = [];
+    for (const status of HELD_STATUSES) {
+      const group = runs.filter((r) => r.status === status).map((r) => r.run);
+      if (group.length === 0) continue;
+      moved.push(
+        ...(await transitionRuns(tx, {
+          productionId: production.id,
+          runs: group,
+          from: status,
+          to: 'new',
+          owner: session.id,
+          actor: options.actor,
+          message: `returned: ${why}`,
+        })),
+      );
+    }
+    moved.sort((a, b) => a - b);
+    await recordEvent(tx, {
+      productionId: production.id,
+      actor: options.actor,
+      kind: 'release',
+      message: `${why}; returned runs [${moved.join(', ')}]${cancelled.length ? `; cancelled jobs ${cancelled.join(', ')}` : ''}${unreachable.length ? `; could not reach jobs ${unreachable.join(', ')}` : ''}`,
+    });
+    return moved;
+  });
+  await removeStagedFiles(production, session.id, runs.filter((r) => returned.includes(r.run)));
+  return { returned, cancelledJobs: cancelled, unreachableJobs: unreachable, wasLive: live };
+}
+
+/** Staged inputs of the returned runs are of no use to anyone now (the next claimer downloads again). */
+async function removeStagedFiles(production: Production, sessionId: string, runs: readonly HeldRun[]): Promise<void> {
+  for (const run of runs) {
+    if (!run.stagedPath || !isInStaging(production, run.stagedPath)) continue;
+    await rm(run.stagedPath, { force: true }).catch(() => undefined);
+    await rm(partialDownloadPath(run.stagedPath, sessionId), { force: true }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,27 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { addProductionFlags, type ProductionFlags } from '../../bookkeeping/command-options.js';
+import { setMaxRunning } from '../../bookkeeping/production-control.js';
+import { findProduction } from '../../coordinator/productions.js';
+import { withContext, type GlobalOptions } from '../context.js';
+import { positiveInt } from '../parse.js';
+
+/** "none" lifts the cap; anything else must be a positive whole number. */
+function maxRunningValue(value: string): number | null {
+  if (value.trim().toLowerCase() === 'none') return null;
+  try {
+    return positiveInt(value);
+  } catch {
+    throw new InvalidArgumentError('expected a positive whole number, or none to lift the cap.');
+  }
+}
+
+export function registerLimits(program: Command): void {
+  addProductionFlags(program.command('limits').description("change a production's cap on runs in flight across all sessions"))
+    .requiredOption('--max-running <n>', 'cap on runs claimed..running across all sessions, or none', maxRunningValue)
+    .action(async (options: ProductionFlags & { maxRunning: number | null }, command: Command) => {
+      await withContext(command.optsWithGlobals<GlobalOptions>(), async (context) => {
+        const production = await findProduction(context.handle.db, options.production, options.version);
+        console.log((await setMaxRunning(context.handle.db, production, options.maxRunning, context.actor)).message);
+      });
+    });
+}

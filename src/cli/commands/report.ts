@@ -1,0 +1,24 @@
+import type { Command } from 'commander';
+import { buildReport } from '../../bookkeeping/report.js';
+import { renderReport } from '../../bookkeeping/report-render.js';
+import { addProductionFlags, outputStyle, type ProductionFlags } from '../../bookkeeping/command-options.js';
+import { findProduction } from '../../coordinator/productions.js';
+import { withContext, type GlobalOptions } from '../context.js';
+
+export function registerReport(program: Command): void {
+  addProductionFlags(
+    program
+      .command('report')
+      .description('close-out report of a production: runs, jobs, failures by exit code and host, data volumes, time, shifters'),
+  )
+    .option('--json', 'print one JSON object')
+    .option('--markdown', 'print markdown for the production logbook')
+    .action(async (options: ProductionFlags & { json?: boolean; markdown?: boolean }, command: Command) => {
+      const style = outputStyle(options);
+      await withContext(command.optsWithGlobals<GlobalOptions>(), async (context) => {
+        const production = await findProduction(context.handle.db, options.production, options.version);
+        const report = await buildReport(context.handle.db, production);
+        process.stdout.write(style === 'json' ? JSON.stringify(report) + '\n' : renderReport(report, style));
+      });
+    });
+}
