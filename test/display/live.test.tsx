@@ -11,6 +11,18 @@ afterEach(() => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Poll on real time until `check` passes. Not vi.waitFor: with fake timers it
+ * advances them on every poll, which would add flushes the test counts.
+ */
+async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const start = performance.now();
+  while (!check()) {
+    if (performance.now() - start > timeoutMs) throw new Error('condition not met in time');
+    await sleep(5);
+  }
+}
+
 /** A source like the operator loop's: publish() swaps the snapshot and tells the listeners. */
 function fakeSource(initial: Snapshot): SnapshotSource & { publish(next: Snapshot): void; listeners: number } {
   let current = initial;
@@ -42,26 +54,43 @@ async function settle() {
 
 describe('live display', () => {
   test('many snapshot changes within 100 ms cause at most two redraws, showing the latest', async () => {
-    const source = fakeSource(emptySnapshot());
-    const { frames, lastFrame } = render(<LiveApp source={source} controls={fakeControls()} color={false} />);
-    await settle();
-    const before = frames.length;
-    const base = emptySnapshot();
-    for (let i = 1; i <= 50; i++) {
-      source.publish({ ...base, total: 4200 + i, counts: { ...base.counts, new: 4200 + i } });
-      await sleep(2);
+    // The flush timer and the clock are faked so the test measures the throttle,
+    // not how busy the machine is; React and Ink still run on real time.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
+    try {
+      const source = fakeSource(emptySnapshot());
+      const { frames, lastFrame } = render(<LiveApp source={source} controls={fakeControls()} color={false} />);
+      await until(() => source.listeners === 1);
+      vi.advanceTimersByTime(FLUSH_MS);
+      await sleep(20);
+      const before = frames.length;
+      const base = emptySnapshot();
+      for (let i = 1; i <= 50; i++) {
+        source.publish({ ...base, total: 4200 + i, counts: { ...base.counts, new: 4200 + i } });
+        vi.advanceTimersByTime(2);
+      }
+      await sleep(20);
+      vi.advanceTimersByTime(FLUSH_MS);
+      await until(() => lastFrame()!.includes('0/4,250'));
+      const redraws = frames.length - before;
+      expect(redraws).toBeGreaterThanOrEqual(1);
+      expect(redraws).toBeLessThanOrEqual(2);
+      // Quiet source, same second: no redraw at all.
+      const after = frames.length;
+      vi.advanceTimersByTime(FLUSH_MS / 2);
+      await sleep(20);
+      expect(frames.length).toBe(after);
+    } finally {
+      vi.useRealTimers();
     }
-    await sleep(FLUSH_MS + 50);
-    const redraws = frames.length - before;
-    expect(redraws).toBeGreaterThanOrEqual(1);
-    expect(redraws).toBeLessThanOrEqual(2);
-    expect(lastFrame()).toContain('0/4,250');
   });
 
   test('keys map to the operator controls', async () => {
     const controls = fakeControls();
-    const { stdin } = render(<LiveApp source={fakeSource(busySnapshot())} controls={controls} color={false} />);
-    await sleep(20);
+    const source = fakeSource(busySnapshot());
+    const { stdin } = render(<LiveApp source={source} controls={controls} color={false} />);
+    // Effects (the input listener among them) have run once the source is subscribed.
+    await vi.waitFor(() => expect(source.listeners).toBe(1));
     stdin.write('d');
     expect(controls.drain).toHaveBeenCalledTimes(1);
     stdin.write('q');
@@ -86,10 +115,8 @@ describe('live display', () => {
     expect(lastFrame()!.split('\n').length).toBeLessThan(24);
     Object.defineProperty(stdout, 'rows', { value: 50, configurable: true });
     stdout.emit('resize');
-    await sleep(20);
-    const tall = lastFrame()!.split('\n').length;
-    expect(tall).toBeGreaterThan(30);
-    expect(tall).toBeLessThan(50);
+    await vi.waitFor(() => expect(lastFrame()!.split('\n').length).toBeGreaterThan(30));
+    expect(lastFrame()!.split('\n').length).toBeLessThan(50);
   });
 });
 
@@ -129,9 +156,8 @@ describe('startLiveDisplay', () => {
     const source = fakeSource(busySnapshot());
     const { writes, stdout, stdin } = fakeStreams(true);
     const display = startLiveDisplay(source, fakeControls(), { stdout, stdin });
-    await settle();
+    await vi.waitFor(() => expect(source.listeners).toBe(1));
     expect(writes.join('')).toContain('R running');
-    expect(source.listeners).toBe(1);
     await display.stop('run-production: drained; 54 runs returned, 0 failed');
     expect(source.listeners).toBe(0);
     expect(writes[writes.length - 1]).toBe('run-production: drained; 54 runs returned, 0 failed\n');
@@ -143,8 +169,11 @@ describe('startLiveDisplay', () => {
 
   test.each([false, undefined])('without a terminal on stdin (isTTY %s), keys are off and the footer says so', async (isTTY) => {
     const { writes, stdout, stdin } = fakeStreams(isTTY);
-    const display = startLiveDisplay(fakeSource(busySnapshot()), fakeControls(), { stdout, stdin });
-    await settle();
+    const source = fakeSource(busySnapshot());
+    const display = startLiveDisplay(source, fakeControls(), { stdout, stdin });
+    // Ink's raw-mode error would come from an effect: wait until the effects have run.
+    await vi.waitFor(() => expect(source.listeners).toBe(1));
+    await sleep(20);
     const out = writes.join('');
     expect(out).toContain('keys disabled: stdin is not a terminal');
     // Ink shows its error overview when raw mode is requested on a non-TTY.
