@@ -61,9 +61,11 @@ export async function releaseSession(
   const cancelled: string[] = [];
   const unreachable: string[] = [];
   if (onGrid.length) {
-    const grid = await (options.gridFor ?? ((p: Production) => createGrid(p.config.job)))(production);
-    for (const run of onGrid) (grid.canReach(run.jobId!) ? cancelled : unreachable).push(run.jobId!);
-    if (cancelled.length) await grid.cancel(cancelled);
+    // A grid this build or host cannot drive (a backend not available here, a config without one)
+    // leaves the jobs to be cancelled by hand: the caller warns, the runs are still released.
+    const grid = await (options.gridFor ?? ((p: Production) => createGrid(p.config.job)))(production).catch(() => null);
+    for (const run of onGrid) (grid?.canReach(run.jobId!) ? cancelled : unreachable).push(run.jobId!);
+    if (grid && cancelled.length) await grid.cancel(cancelled);
   }
 
   const why = `released by ${options.actor.user}${options.force && live ? ' (--force, session was live)' : ''}: session ${short} (${session.user}@${session.host} pid ${session.pid})`;

@@ -5,9 +5,12 @@ import { findProduction } from '../../coordinator/productions.js';
 import { withContext, type GlobalOptions } from '../context.js';
 import { positiveInt } from '../parse.js';
 
-/** "none" lifts the cap; anything else must be a positive whole number. */
-function maxRunningValue(value: string): number | null {
-  if (value.trim().toLowerCase() === 'none') return null;
+/**
+ * "none" lifts the cap; anything else must be a positive whole number. The parser returns the
+ * word rather than null because commander replaces a parsed null with ''.
+ */
+function maxRunningValue(value: string): number | 'none' {
+  if (value.trim().toLowerCase() === 'none') return 'none';
   try {
     return positiveInt(value);
   } catch {
@@ -18,10 +21,10 @@ function maxRunningValue(value: string): number | null {
 export function registerLimits(program: Command): void {
   addProductionFlags(program.command('limits').description("change a production's cap on runs in flight across all sessions"))
     .requiredOption('--max-running <n>', 'cap on runs claimed..running across all sessions, or none', maxRunningValue)
-    .action(async (options: ProductionFlags & { maxRunning: number | null }, command: Command) => {
+    .action(async (options: ProductionFlags & { maxRunning: number | 'none' }, command: Command) => {
       await withContext(command.optsWithGlobals<GlobalOptions>(), async (context) => {
         const production = await findProduction(context.handle.db, options.production, options.version);
-        console.log((await setMaxRunning(context.handle.db, production, options.maxRunning, context.actor)).message);
+        console.log((await setMaxRunning(context.handle.db, production, options.maxRunning === 'none' ? null : options.maxRunning, context.actor)).message);
       });
     });
 }

@@ -1,0 +1,184 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkAutoPause } from '../../src/coordinator/auto-pause.js';
+import { claimRuns } from '../../src/coordinator/claims.js';
+import { getProduction } from '../../src/coordinator/productions.js';
+import { startSession } from '../../src/coordinator/sessions.js';
+import { transitionRuns, type Actor } from '../../src/coordinator/transition.js';
+import { runCli } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { seedProduction } from '../helpers/seed.js';
+
+/** Operator commands and auto-pause on productions seeded in SQL and moved through the real state machine. */
+
+let database: TestDatabase;
+let env: NodeJS.ProcessEnv;
+const cli = (args: string[]) => runCli(args, { env });
+const db = () => database.handle.db;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  // No config file: these commands need only the database.
+  env = { DATABASE_URL: database.url, RUN_PRODUCTION_CONFIG: '/nonexistent/run-production.json' };
+});
+afterAll(async () => {
+  await database?.drop();
+});
+
+/** Claims `runs` for a session and takes them to `submitted` with a local job id, as the loop does. */
+async function onGrid(productionId: number, sessionId: string, user: string, runs: number[]): Promise<void> {
+  const actor = { user, sessionId };
+  expect(await claimRuns(db(), { productionId, session: { id: sessionId, user }, limit: runs.length })).toEqual(runs);
+  await transitionRuns(db(), { productionId, runs, from: 'claimed', to: 'staged', owner: sessionId, actor });
+  await transitionRuns(db(), {
+    productionId,
+    runs: runs.map((run) => ({ run, jobId: `local:nohost:${run}`, message: `submitted to local as local:nohost:${run}, attempt 1` })),
+    from: 'staged',
+    to: 'submitted',
+    owner: sessionId,
+    actor,
+  });
+}
+
+async function failAttempt(productionId: number, actor: Actor & { sessionId: string }, run: number, code: number): Promise<void> {
+  await transitionRuns(db(), {
+    productionId,
+    runs: [{ run, exitCode: code, lastError: `exit code ${code}: boom` }],
+    from: 'submitted',
+    to: 'new',
+    owner: actor.sessionId,
+    actor,
+    countAttempt: true,
+    message: `attempt 1/3 failed: exit code ${code}: boom`,
+  });
+}
+
+describe('auto-pause', () => {
+  it('pauses after K consecutive failed attempts, naming the exit codes; a success or a resume starts the count again', async () => {
+    const { productionId } = await seedProduction(db(), { runs: 10, firstRun: 100, type: 'autopause' });
+    await db().updateTable('productions').set({ config: JSON.stringify({ autoPause: { failures: 3 } }) }).where('id', '=', productionId).execute();
+    const sessionId = await startSession(db(), { user: 'alice', host: 'h', pid: 1, productionId, options: {}, leaseSeconds: 60 });
+    const actor = { user: 'alice', sessionId };
+    const production = async () => getProduction(db(), productionId);
+    await onGrid(productionId, sessionId, 'alice', [100, 101, 102, 103, 104, 105]);
+
+    await failAttempt(productionId, actor, 100, 7);
+    await failAttempt(productionId, actor, 101, 7);
+    expect(await checkAutoPause(db(), await production(), actor)).toBeNull();
+    // A finished attempt breaks the streak.
+    await transitionRuns(db(), { productionId, runs: [102], from: 'submitted', to: 'finished', owner: sessionId, actor, countAttempt: true, message: 'finished on h, attempt 1, 10 bytes of output' });
+    await failAttempt(productionId, actor, 103, 7);
+    // An abort is not an attempt: it neither counts nor breaks the streak.
+    await transitionRuns(db(), { productionId, runs: [104], from: 'submitted', to: 'new', owner: sessionId, actor, message: 'aborted (SIGINT)' });
+    await failAttempt(productionId, actor, 105, 9);
+    expect(await checkAutoPause(db(), await production(), actor)).toBeNull();
+
+    await onGrid(productionId, sessionId, 'alice', [100]);
+    await failAttempt(productionId, actor, 100, 7);
+    const reason = await checkAutoPause(db(), await production(), actor);
+    expect(reason).toMatch(/^auto-paused: 3 consecutive failed job attempts \(exit code 7 ×2, exit code 9 ×1\)/);
+    expect(await production()).toMatchObject({ status: 'paused', statusReason: reason });
+    const pauseEvents = await db().selectFrom('events').select(['kind', 'message', 'user_name']).where('production_id', '=', productionId).where('kind', '=', 'pause').execute();
+    expect(pauseEvents).toEqual([{ kind: 'pause', message: reason, user_name: 'alice' }]);
+    // Already paused: nothing more happens, whoever asks.
+    expect(await checkAutoPause(db(), await production(), actor)).toBeNull();
+
+    const resumed = await cli(['resume', '--production', 'autopause']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/autopause v1 resumed \(was paused: auto-paused: 3 consecutive/);
+    expect((await production()).status).toBe('active');
+    // The failures before the resume no longer count.
+    expect(await checkAutoPause(db(), await production(), actor)).toBeNull();
+  });
+
+  it('reads only the newest outcomes and the last resume through the indexes of 002 (cheap after every failure)', async () => {
+    // A test database is tiny, so the planner would rightly scan it; forbid that to see which plan the indexes allow.
+    await db().transaction().execute(async (tx) => {
+      await sql`SET LOCAL enable_seqscan = off`.execute(tx);
+      const plan = await sql<{ 'QUERY PLAN': string }>`
+        EXPLAIN SELECT o.outcome, o.exit_code, o.error FROM attempt_outcomes AS o
+         WHERE o.production_id = 1
+           AND o.event_id > coalesce((SELECT max(e.id) FROM events AS e WHERE e.production_id = 1 AND e.kind <> 'transition' AND e.kind = 'resume'), 0)
+         ORDER BY o.event_id DESC LIMIT 10`.execute(tx);
+      const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+      expect(text).toMatch(/Index Scan Backward using events_attempt_outcomes_idx/);
+      expect(text).toMatch(/events_actions_idx/);
+      // The job id lookup of the view is not evaluated when its column is not asked for.
+      expect(text).not.toMatch(/events_run_idx/);
+    });
+  });
+});
+
+describe('pause, resume, limits, close', () => {
+  it('pause needs a reason, is seen by claims, and each change writes an event', async () => {
+    const { productionId } = await seedProduction(db(), { runs: 3, firstRun: 200, type: 'switches' });
+    expect((await cli(['pause', '--production', 'switches'])).code).toBe(64);
+    const paused = await cli(['pause', '--production', 'switches', '--reason', 'disk full on /data']);
+    expect(paused.code).toBe(0);
+    expect(paused.stdout).toContain('switches v1 paused: disk full on /data.');
+    expect((await cli(['pause', '--production', 'switches', '--reason', 'again'])).stdout).toContain('already paused');
+    const sessionId = await startSession(db(), { user: 'bob', host: 'h', pid: 2, productionId, options: {}, leaseSeconds: 60 });
+    expect(await claimRuns(db(), { productionId, session: { id: sessionId, user: 'bob' }, limit: 3 })).toEqual([]);
+    expect((await cli(['resume', '--production', 'switches'])).code).toBe(0);
+    expect(await claimRuns(db(), { productionId, session: { id: sessionId, user: 'bob' }, limit: 1 })).toEqual([200]);
+
+    expect((await cli(['limits', '--production', 'switches', '--max-running', '2'])).stdout).toContain('max-running none -> 2');
+    expect((await db().selectFrom('productions').select('max_running').where('id', '=', productionId).executeTakeFirstOrThrow()).max_running).toBe(2);
+    expect((await cli(['limits', '--production', 'switches', '--max-running', 'none'])).stdout).toContain('max-running 2 -> none');
+    expect((await cli(['limits', '--production', 'switches', '--max-running', 'zero'])).code).toBe(64);
+
+    const refused = await cli(['close', '--production', 'switches']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/switches v1 has 1 run\(s\) in flight \(claimed to running\); close refused/);
+    expect((await db().selectFrom('productions').select('status').where('id', '=', productionId).executeTakeFirstOrThrow()).status).toBe('active');
+
+    const kinds = await db().selectFrom('events').select('kind').where('production_id', '=', productionId).where('kind', '<>', 'transition').orderBy('id').execute();
+    expect(kinds.map((k) => k.kind)).toEqual(['pause', 'session-start', 'resume', 'limits', 'limits']);
+    const unknown = await cli(['pause', '--production', 'nosuch', '--reason', 'x']);
+    expect(unknown.code).toBe(64);
+    expect(unknown.stderr).toMatch(/There is no production of type "nosuch"/);
+  });
+});
+
+describe('release', () => {
+  it('refuses a live session, saying when its lease expires; --force takes its runs', async () => {
+    const { productionId } = await seedProduction(db(), { runs: 4, firstRun: 300, type: 'releasing' });
+    const sessionId = await startSession(db(), { user: 'carol', host: 'far-away', pid: 3, productionId, options: {}, leaseSeconds: 600 });
+    await onGrid(productionId, sessionId, 'carol', [300, 301]);
+    expect(await claimRuns(db(), { productionId, session: { id: sessionId, user: 'carol' }, limit: 1 })).toEqual([302]);
+
+    expect((await cli(['release', '--session', sessionId.slice(0, 6)])).code).toBe(64);
+    const refused = await cli(['release', '--session', sessionId.slice(0, 8)]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`Session ${sessionId.slice(0, 8)} \\(carol@far-away pid 3\\) is live: its lease expires at \\S+ \\(in \\d+s\\)`));
+    expect(refused.stderr).toContain('--force');
+    expect((await db().selectFrom('production_runs').select('status').where('run_number', '=', 300).executeTakeFirstOrThrow()).status).toBe('submitted');
+
+    const forced = await cli(['release', '--session', sessionId, '--force']);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stdout).toContain('returned runs [300, 301, 302]');
+    // Its jobs are on another host: the shifter is told to cancel them there.
+    expect(forced.stderr).toMatch(/WARNING: jobs local:nohost:300, local:nohost:301 run where this host cannot cancel them/);
+    const runs = await db().selectFrom('production_runs').select(['status', 'session_id', 'attempts']).where('production_id', '=', productionId).orderBy('run_number').execute();
+    expect(runs.map((r) => r.status)).toEqual(['new', 'new', 'new', 'new']);
+    expect(runs.every((r) => r.session_id === null && r.attempts === 0)).toBe(true);
+    const session = await db().selectFrom('sessions').selectAll().where('id', '=', sessionId).executeTakeFirstOrThrow();
+    expect(session.ended_at).not.toBeNull();
+    expect(session.end_reason).toMatch(/^released by \S+ \(--force, session was live\)/);
+    const activity = await sql<{ runs_rolled_back: number }>`SELECT runs_rolled_back FROM operator_activity WHERE type = 'releasing' AND session_id IS NULL AND user_name <> 'carol'`.execute(db());
+    expect(activity.rows).toEqual([]); // the release was done outside a session: it shows in events, not as a session's activity
+    const event = await db().selectFrom('events').select('message').where('production_id', '=', productionId).where('kind', '=', 'release').executeTakeFirstOrThrow();
+    expect(event.message).toContain('returned runs [300, 301, 302]');
+    expect((await cli(['release', '--session', sessionId])).stderr).toMatch(/already ended .* holds no runs/);
+  });
+
+  it('releases an expired session without --force', async () => {
+    const { productionId } = await seedProduction(db(), { runs: 1, firstRun: 400, type: 'expired' });
+    const sessionId = await startSession(db(), { user: 'dave', host: 'h', pid: 4, productionId, options: {}, leaseSeconds: 1 });
+    expect(await claimRuns(db(), { productionId, session: { id: sessionId, user: 'dave' }, limit: 1 })).toEqual([400]);
+    await new Promise((r) => setTimeout(r, 1500));
+    const released = await cli(['release', '--session', sessionId.slice(0, 12)]);
+    expect(released.code, released.stderr).toBe(0);
+    expect(released.stdout).toContain('returned runs [400]');
+  });
+});
