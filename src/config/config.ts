@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ExpectedError } from '../cli/errors.js';
+import { checkJobOptions } from '../grids/index.js';
 import { jsonErrorLocation } from './json-position.js';
 import { checkTemplate, fillSome, TemplateError } from './templates.js';
 
@@ -179,6 +180,12 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
     f.onlyKeys(jobRaw, `${path}.job`, ['backend', 'script', 'options']);
     const backend = f.string(jobRaw.backend, `${path}.job.backend`);
     if (!(BACKENDS as readonly string[]).includes(backend)) f.fail(`${path}.job.backend`, `one of ${BACKENDS.join(', ')}`, backend);
+    const jobOptions = jobRaw.options === undefined ? {} : f.object(jobRaw.options, `${path}.job.options`);
+    try {
+      checkJobOptions(backend as Backend, jobOptions, `${path}.job.options`);
+    } catch (error) {
+      throw new ExpectedError(`${file}: ${(error as Error).message}`, 65);
+    }
     const outputsRaw = f.object(t.outputs, `${path}.outputs`);
     if (Object.keys(outputsRaw).length === 0) f.fail(`${path}.outputs`, 'at least one output', outputsRaw);
     const outputs: Record<string, string> = {};
@@ -203,7 +210,7 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
       job: {
         backend: backend as Backend,
         script: absolute(base, f.string(jobRaw.script, `${path}.job.script`)),
-        options: jobRaw.options === undefined ? {} : f.object(jobRaw.options, `${path}.job.options`),
+        options: jobOptions,
       },
       outputs,
       maxAttempts: f.positiveInt(t.maxAttempts, `${path}.maxAttempts`, 3),

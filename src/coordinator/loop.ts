@@ -179,9 +179,18 @@ export class OperatorLoop implements SnapshotSource {
     });
     this.modulesFile = await ensureModulesFile(this.production);
     this.emit('info', null, `INFO: Session ${this.sessionId.slice(0, 8)} on ${this.production.type} v${this.production.version} (tag ${this.production.tag}) as ${this.who.user}@${this.who.host}`);
-    await this.buildSnapshot().catch(() => undefined);
+    await this.buildSnapshot();
+    this.markReady();
     this.requestTick();
     return this.finished;
+  }
+
+  private markReady!: () => void;
+  private readonly readyPromise = new Promise<void>((resolve) => (this.markReady = resolve));
+
+  /** Resolves once the session exists and the first snapshot is published (a display can start then). */
+  ready(): Promise<void> {
+    return this.readyPromise;
   }
 
   /** Run the loop body now (or right after the current pass). */
@@ -441,8 +450,11 @@ export class OperatorLoop implements SnapshotSource {
     }
     this.downloadsPausedReason = null;
     this.archive ??= await createArchive(inputUrl(this.context, waiting[0]!).protocol.replace(':', ''), this.production.config.archive);
+    // Inputs for the free job slots, plus at most nprep staged ahead of the running jobs.
     const staged = this.held.filter((r) => r.status === 'staged').length;
-    const room = Math.min(this.options.nprep - staged - this.downloads.size, this.archive.parallel - this.downloads.size);
+    const onGrid = this.held.filter((r) => r.status === 'submitted' || r.status === 'running').length;
+    const wanted = Math.max(this.options.nproc - onGrid, 0) + this.options.nprep - staged - this.downloads.size;
+    const room = Math.min(wanted, this.archive.parallel - this.downloads.size);
     const toStart = waiting.slice(0, Math.max(room, 0));
     if (toStart.length === 0) return;
     const moved = await transitionRuns(this.db, {

@@ -1,12 +1,15 @@
 import type { FrozenType } from '../config/config.js';
 import type { Archive } from './archive.js';
 import { createFileArchive } from './file.js';
+import { createSftpArchive } from './sftp.js';
 
 /** The archive for a resolved source URL's scheme (plain paths are file://). */
 export async function createArchive(scheme: string, options: FrozenType['archive']): Promise<Archive> {
   switch (scheme) {
     case 'file':
       return createFileArchive({ parallel: options.parallel });
+    case 'sftp':
+      return createSftpArchive({ parallel: options.parallel, operationTimeoutSeconds: options.timeoutSeconds, env: process.env });
     default:
       throw new Error(`no archive for ${scheme}:// URLs in this build`);
   }

@@ -121,7 +121,7 @@ export function registerDemo(program: Command): void {
     .command('demo')
     .description('run the demo production (30 AlCap-like runs, local archive and grid) on the embedded PostgreSQL')
     .option('--dir <path>', 'demo directory (default: RUN_PRODUCTION_HOME/demo)');
-  addLoopOptions(command).action(async (options: { dir?: string } & Partial<RunOptions>, cmd: Command) => {
+  addLoopOptions(command, { nproc: 4, nprep: 3, spacelim: 90, pause: 2 }).action(async (options: { dir?: string } & Partial<RunOptions>, cmd: Command) => {
     const globals = cmd.optsWithGlobals<GlobalOptions>();
     const dir = resolve(options.dir ?? join(embeddedPaths().home, 'demo'));
     console.log(`INFO: Demo directory: ${dir}`);
@@ -140,10 +140,10 @@ export function registerDemo(program: Command): void {
       production: 'alcapana',
       new: 'demo-v1',
       modules: join(dir, 'modules.txt'),
-      nproc: options.nproc ?? 4,
-      nprep: options.nprep ?? 3,
-      spacelim: options.spacelim ?? 90,
-      pause: options.pause ?? 2,
+      nproc: options.nproc!,
+      nprep: options.nprep!,
+      spacelim: options.spacelim!,
+      pause: options.pause!,
       plain: options.plain,
       lease: options.lease,
       orphans: options.orphans ?? 'adopt',

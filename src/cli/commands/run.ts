@@ -33,12 +33,12 @@ export interface RunOptions {
 }
 
 /** Options shared by `run` and `demo`. */
-export function addLoopOptions(command: Command): Command {
+export function addLoopOptions(command: Command, defaults = { nproc: 10, nprep: 5, spacelim: 90, pause: 5 }): Command {
   return command
-    .option('--nproc <n>', 'jobs of this session on the grid at once', positiveInt, 10)
-    .option('--nprep <n>', 'runs staged ahead of the running ones', nonNegativeInt, 5)
-    .option('--spacelim <percent>', 'no new downloads while the staging area is this full', percent, 90)
-    .option('--pause <seconds>', 'seconds between loop passes', positiveInt, 5)
+    .option('--nproc <n>', 'jobs of this session on the grid at once', positiveInt, defaults.nproc)
+    .option('--nprep <n>', 'runs staged ahead of the running ones', nonNegativeInt, defaults.nprep)
+    .option('--spacelim <percent>', 'no new downloads while the staging area is this full', percent, defaults.spacelim)
+    .option('--pause <seconds>', 'seconds between loop passes', positiveInt, defaults.pause)
     .option('--plain', 'one line per event instead of the live display')
     .option('--lease <seconds>', `session lease (default RUN_PRODUCTION_LEASE or ${DEFAULT_LEASE_SECONDS})`, positiveInt)
     .option('--orphans <what>', "what to do with live jobs of dead sessions: adopt or cancel", 'adopt');
@@ -103,7 +103,7 @@ export async function runProduction(globals: GlobalOptions, options: RunOptions)
       production = await findProduction(context.handle.db, options.production, options.version);
     }
     if (production.status === 'closed') throw new ExpectedError(`${production.type} v${production.version} is closed; start a new version with --new TAG.`, 65);
-    if (options.dryRun) return dryRun(context, production, settings);
+    if (options.dryRun) return await dryRun(context, production, settings);
     return await operate(context, production, settings, options.plain === true);
   } finally {
     await context.close();
@@ -117,7 +117,6 @@ async function operate(context: Context, production: Production, settings: LoopO
     databaseLabel: context.databaseLabel,
     keysEnabled: Boolean(process.stdin.isTTY),
   });
-  const display = await startDisplay(loop, plain);
   const onSignal = (reason: AbortReason) => () => void loop.abort(reason);
   const handlers: [NodeJS.Signals, () => void][] = [
     ['SIGINT', onSignal('SIGINT')],
@@ -129,8 +128,15 @@ async function operate(context: Context, production: Production, settings: LoopO
   const onCrash = (error: unknown) => void loop.abort('error', error);
   process.on('uncaughtException', onCrash);
   process.on('unhandledRejection', onCrash);
+  let display: Display | null = null;
   try {
-    const result = await loop.run();
+    const live = !plain && Boolean(process.stdout.isTTY);
+    // The plain log listens from the first line; the live display needs the first snapshot.
+    if (!live) display = await startDisplay(loop, true);
+    const finished = loop.run();
+    await Promise.race([loop.ready(), finished]);
+    display ??= await startDisplay(loop, false);
+    const result = await finished;
     await display.stop(result.reason);
     return result.exitCode;
   } finally {
@@ -144,14 +150,51 @@ interface Display {
   stop(reason: string): Promise<void>;
 }
 
+/**
+ * The live Ink display on a terminal; the plain line log with --plain or when
+ * stdout is not a terminal (a non-interactive Ink would only write its last frame).
+ */
 async function startDisplay(loop: OperatorLoop, plain: boolean): Promise<Display> {
-  const detach = attachPlainLog(loop);
-  void plain;
+  if (plain || !process.stdout.isTTY) {
+    const detach = attachPlainLog(loop);
+    return {
+      async stop() {
+        detach();
+      },
+    };
+  }
+  const { startLiveDisplay } = await import('../../display/ink/live.js');
+  const live = startLiveDisplay(loop, {
+    drain: () => loop.drain(),
+    togglePauseClaiming: () => loop.togglePauseClaiming(),
+    abort: () => void loop.abort('SIGINT'),
+  });
   return {
-    async stop() {
-      detach();
-    },
+    stop: (reason) => live.stop(finalSummary(loop, reason)),
   };
+}
+
+/** What stays on the screen once the live display is gone. */
+function finalSummary(loop: OperatorLoop, reason: string): string {
+  let snapshot;
+  try {
+    snapshot = loop.getSnapshot();
+  } catch {
+    return `run-production: ${reason}`;
+  }
+  const { production, counts, total, abort } = snapshot;
+  const lines = [
+    `run-production: ${production.type} v${production.version} (tag ${production.tag}), session ${snapshot.session.id.slice(0, 8)}: ${reason}`,
+    `  ${counts.finished}/${total} finished, ${counts.failed} failed, ${counts.new} new, ${total - counts.finished - counts.failed - counts.new} in flight`,
+  ];
+  if (abort) {
+    for (const job of abort.cancelledJobs) lines.push(`Cancelling job ${job}`);
+    lines.push(`Aborting runs: [${abort.rolledBackRuns.join(', ')}]`);
+    if (abort.note) lines.push(abort.note);
+  }
+  const failures = snapshot.events.filter((e) => e.kind === 'fail' || e.kind === 'error').slice(0, 5);
+  for (const event of failures.reverse()) lines.push(`  ${event.text}`);
+  return lines.join('\n');
 }
 
 /** What the loop would do now, without a session and without changing anything. */

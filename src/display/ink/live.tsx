@@ -133,7 +133,6 @@ export function startLiveDisplay(
     // only when we draw on process.stdout, where console writes too.
     patchConsole: stdout === process.stdout,
     // Only rewrite the lines that changed: a download ticking must not repaint the whole screen.
-    incrementalRendering: true,
   });
   let stopping: Promise<void> | null = null;
   return {

@@ -1,0 +1,366 @@
+import { existsSync } from 'node:fs';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createProductionFixture, runCli, startCli, type CliProcess, type ProductionFixture } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+/**
+ * The operator loop as shifters run it: real CLI processes against one real
+ * PostgreSQL database, real job processes of the local grid, real signals.
+ */
+
+interface Scenario {
+  database: TestDatabase;
+  fixture: ProductionFixture;
+  env: NodeJS.ProcessEnv;
+  cli(args: string[]): ReturnType<typeof runCli>;
+  start(args: string[]): CliProcess;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+});
+
+async function scenario(runs: number, options: Parameters<typeof createProductionFixture>[0] extends infer O ? Partial<O> : never = {}): Promise<Scenario> {
+  const database = await createTestDatabase();
+  const fixture = await createProductionFixture({ runs, ...options });
+  const env = { DATABASE_URL: database.url, ...fixture.env };
+  const started: CliProcess[] = [];
+  cleanups.push(async () => {
+    for (const p of started) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    await killJobsUnder(fixture.dir);
+    await database.drop();
+    await rm(fixture.dir, { recursive: true, force: true });
+  });
+  const s: Scenario = {
+    database,
+    fixture,
+    env,
+    cli: (args) => runCli(args, { env, cwd: fixture.dir }),
+    start: (args) => {
+      const p = startCli(args, { env, cwd: fixture.dir });
+      started.push(p);
+      return p;
+    },
+  };
+  expect((await s.cli(['datasets', 'import', fixture.catalogue])).code).toBe(0);
+  expect((await s.cli(['new', '--production', 'alcapana', '--tag', 'v1'])).code).toBe(0);
+  return s;
+}
+
+const RUN = ['run', '--production', 'alcapana', '--plain', '--pause', '1'];
+
+/** Job wrapper processes (and their groups) whose command line names files under dir. */
+async function jobPidsUnder(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes('rp-job-wrapper') && cmdline.includes(dir)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+async function killJobsUnder(dir: string): Promise<void> {
+  for (const pid of await jobPidsUnder(dir)) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+function groupAlive(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  if (!existsSync(dir)) return [];
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath ?? (e as unknown as { path: string }).path, e.name));
+}
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function sessionOf(s: Scenario, pid: number): Promise<string | undefined> {
+  const row = await s.database.handle.db.selectFrom('sessions').select('id').where('pid', '=', pid).executeTakeFirst();
+  return row?.id;
+}
+
+async function heldBy(s: Scenario, sessionId: string) {
+  return s.database.handle.db
+    .selectFrom('production_runs')
+    .select(['run_number', 'status', 'job_id', 'staged_path', 'attempts'])
+    .where('session_id', '=', sessionId)
+    .orderBy('run_number')
+    .execute();
+}
+
+async function statusCounts(s: Scenario, type = 'alcapana') {
+  const rows = await sql<{ status: string; n: number }>`
+    SELECT pr.status, count(*)::int AS n FROM production_runs pr JOIN productions p ON p.id = pr.production_id
+     WHERE p.type = ${type} GROUP BY 1`.execute(s.database.handle.db);
+  return Object.fromEntries(rows.rows.map((r) => [r.status, r.n]));
+}
+
+async function finishedEventsPerRun(s: Scenario): Promise<Map<number, number>> {
+  const rows = await sql<{ run_number: number; n: number }>`
+    SELECT pr.run_number, (SELECT count(*) FROM events e WHERE e.production_id = pr.production_id AND e.run_number = pr.run_number AND e.to_status = 'finished')::int AS n
+      FROM production_runs pr JOIN productions p ON p.id = pr.production_id WHERE p.type = 'alcapana'`.execute(s.database.handle.db);
+  return new Map(rows.rows.map((r) => [r.run_number, r.n]));
+}
+
+describe('several shifters on one production', () => {
+  it('4 concurrent sessions finish a 200-run production, every run exactly once, no staged file left', async () => {
+    const s = await scenario(200, { firstRun: 10_000 });
+    const sessions = Array.from({ length: 4 }, () => s.start([...RUN, '--until-done', '--nproc', '4', '--nprep', '2']));
+    const results = await Promise.all(sessions.map((p) => p.done));
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    expect(await statusCounts(s)).toEqual({ finished: 200 });
+    const perRun = await finishedEventsPerRun(s);
+    expect([...perRun.values()].every((n) => n === 1)).toBe(true);
+    const trees = await filesUnder(join(s.fixture.dir, 'data', 'tree'));
+    expect(trees).toHaveLength(200);
+    expect(await filesUnder(join(s.fixture.dir, 'staging'))).toEqual([]);
+    // Every session did some of the work.
+    const claimsBySession = await sql<{ n: number }>`SELECT count(*)::int AS n FROM events WHERE to_status = 'claimed' GROUP BY session_id`.execute(s.database.handle.db);
+    expect(claimsBySession.rows).toHaveLength(4);
+    expect(claimsBySession.rows.reduce((a, r) => a + r.n, 0)).toBe(200);
+  });
+});
+
+describe('abort', () => {
+  it('SIGINT cancels the session\'s jobs, returns its runs, deletes its files; finished runs and other sessions go on', async () => {
+    const s = await scenario(20, { firstRun: 20_000 });
+    const warmup = await s.cli([...RUN, '--limit', '3', '--until-done']);
+    expect(warmup.code, warmup.stderr).toBe(0);
+    const finishedBefore = await s.database.handle.db.selectFrom('production_runs').select(['run_number', 'outputs', 'finished_at']).where('status', '=', 'finished').execute();
+    expect(finishedBefore).toHaveLength(3);
+
+    await writeFile(s.fixture.holdFile, '');
+    const other = s.start([...RUN, '--nproc', '2', '--nprep', '0', '--limit', '2']);
+    await until(async () => (await statusCounts(s)).running === 2, 'the other session runs 2 jobs');
+    const victim = s.start([...RUN, '--nproc', '3', '--nprep', '2']);
+    const victimId = await (async () => {
+      let id: string | undefined;
+      await until(async () => Boolean((id = await sessionOf(s, victim.child.pid!))), 'the victim has a session');
+      return id!;
+    })();
+    await until(async () => (await heldBy(s, victimId)).filter((r) => r.status === 'running').length === 3, 'the victim has 3 jobs running');
+    await until(async () => (await heldBy(s, victimId)).filter((r) => r.status === 'staged').length === 2, 'the victim has 2 runs staged');
+    const held = await heldBy(s, victimId);
+    const jobPids = held.filter((r) => r.job_id).map((r) => Number(r.job_id!.split(':').at(-1)));
+    const stagedFiles = held.map((r) => r.staged_path).filter((p): p is string => Boolean(p));
+    expect(jobPids.every(groupAlive)).toBe(true);
+    expect(stagedFiles.every((p) => existsSync(p))).toBe(true);
+
+    victim.child.kill('SIGINT');
+    const result = await victim.done;
+    expect(result.code).toBe(130);
+    for (const r of held.filter((h) => h.job_id)) expect(result.stdout).toContain(`Cancelling job ${r.job_id}`);
+    expect(result.stdout).toContain(`Aborting runs: [${held.map((r) => r.run_number).join(', ')}]`);
+    expect(jobPids.some(groupAlive)).toBe(false);
+    for (const path of stagedFiles) expect(existsSync(path)).toBe(false);
+    const logs = await filesUnder(join(s.fixture.dir, 'data', 'log'));
+    for (const r of held) expect(logs.filter((f) => f.includes(`run${String(r.run_number).padStart(5, '0')}`))).toEqual([]);
+    expect((await filesUnder(join(s.fixture.dir, 'staging'))).filter((f) => f.includes('.part-'))).toEqual([]);
+    const after = await s.database.handle.db.selectFrom('production_runs').select(['run_number', 'status', 'attempts', 'session_id']).where('run_number', 'in', held.map((r) => r.run_number)).execute();
+    expect(after.every((r) => r.status === 'new' && r.attempts === 0 && r.session_id === null)).toBe(true);
+    const aborted = await s.database.handle.db.selectFrom('events').select(['run_number', 'message']).where('session_id', '=', victimId).where('to_status', '=', 'new').execute();
+    expect(aborted.map((e) => e.run_number).sort()).toEqual(held.map((r) => r.run_number));
+    expect(aborted.every((e) => e.message === 'aborted (SIGINT)')).toBe(true);
+    const ended = await s.database.handle.db.selectFrom('sessions').select(['ended_at', 'end_reason']).where('id', '=', victimId).executeTakeFirstOrThrow();
+    expect(ended.end_reason).toBe('aborted (SIGINT)');
+    const finishedAfter = await s.database.handle.db.selectFrom('production_runs').select(['run_number', 'outputs', 'finished_at']).where('run_number', 'in', finishedBefore.map((r) => r.run_number)).execute();
+    expect(finishedAfter).toEqual(finishedBefore);
+
+    await rm(s.fixture.holdFile);
+    expect((await other.done).code).toBe(0);
+    const rest = await s.cli([...RUN, '--until-done']);
+    expect(rest.code, rest.stderr).toBe(0);
+    expect(await statusCounts(s)).toEqual({ finished: 20 });
+    expect([...(await finishedEventsPerRun(s)).values()].every((n) => n === 1)).toBe(true);
+  });
+
+  it('SIGKILL: after the lease another session reaps it, adopts its live jobs, and the production completes once', async () => {
+    const s = await scenario(12, { firstRun: 30_000 });
+    await writeFile(s.fixture.holdFile, '');
+    const victim = s.start([...RUN, '--nproc', '3', '--nprep', '1', '--lease', '3']);
+    let victimId: string | undefined;
+    await until(async () => Boolean((victimId = await sessionOf(s, victim.child.pid!))), 'the victim has a session');
+    await until(async () => (await heldBy(s, victimId!)).filter((r) => r.status === 'running').length === 3, 'the victim has 3 jobs running');
+    const running = (await heldBy(s, victimId!)).filter((r) => r.status === 'running');
+    victim.child.kill('SIGKILL');
+    await victim.done;
+    const jobPids = running.map((r) => Number(r.job_id!.split(':').at(-1)));
+    expect(jobPids.every(groupAlive)).toBe(true); // the jobs outlive their session
+
+    const reaper = s.start([...RUN, '--until-done', '--nproc', '3', '--nprep', '1', '--lease', '3']);
+    await reaper.waitFor(/Reaped session/, 30_000);
+    const adopted = await s.database.handle.db.selectFrom('events').select('run_number').where('kind', '=', 'adopt').execute();
+    expect(adopted.map((e) => e.run_number).sort()).toEqual(running.map((r) => r.run_number));
+    await rm(s.fixture.holdFile);
+    const result = await reaper.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(await statusCounts(s)).toEqual({ finished: 12 });
+    expect([...(await finishedEventsPerRun(s)).values()].every((n) => n === 1)).toBe(true);
+    // The adopted runs were not submitted again: their first job finished them.
+    const submissions = await sql<{ run_number: number; n: number }>`
+      SELECT run_number, count(*)::int AS n FROM events WHERE to_status = 'submitted' AND run_number = ANY(${running.map((r) => r.run_number)}::int[]) GROUP BY 1`.execute(s.database.handle.db);
+    expect(submissions.rows.every((r) => r.n === 1)).toBe(true);
+    expect(await filesUnder(join(s.fixture.dir, 'staging'))).toEqual([]);
+  });
+});
+
+describe('judging jobs', () => {
+  it('retries a failing job up to maxAttempts, keeps every attempt\'s logs, and never finishes missing or truncated output', async () => {
+    const s = await scenario(6, { firstRun: 40_000 });
+    for (const name of ['fail-40000', 'truncate-40001', 'nooutput-40002', 'fail-once-40003']) await writeFile(join(s.fixture.dir, name), '');
+    const result = await s.cli([...RUN, '--until-done', '--nproc', '3', '--nprep', '1']);
+    expect(result.code, result.stderr).toBe(0);
+    const rows = await s.database.handle.db.selectFrom('production_runs').select(['run_number', 'status', 'attempts', 'exit_code', 'last_error']).orderBy('run_number').execute();
+    const byRun = new Map(rows.map((r) => [r.run_number, r]));
+    expect(byRun.get(40000)).toMatchObject({ status: 'failed', attempts: 3, exit_code: 7 });
+    expect(byRun.get(40000)!.last_error).toMatch(/failing on purpose/);
+    expect(byRun.get(40001)).toMatchObject({ status: 'failed', attempts: 3, exit_code: 0 });
+    expect(byRun.get(40001)!.last_error).toMatch(/truncated ROOT file \(600 bytes, its header says 1024\)/);
+    expect(byRun.get(40002)).toMatchObject({ status: 'failed', attempts: 3 });
+    expect(byRun.get(40002)!.last_error).toMatch(/tree: .* is missing/);
+    expect(byRun.get(40003)).toMatchObject({ status: 'finished', attempts: 2 });
+    expect(byRun.get(40004)).toMatchObject({ status: 'finished', attempts: 1 });
+    const logs = (await filesUnder(join(s.fixture.dir, 'data', 'log', 'v1'))).map((f) => f.split('/').at(-1)).sort();
+    for (const attempt of [1, 2, 3]) {
+      expect(logs).toContain(`alcapana.run40000.attempt${attempt}.err`);
+      expect(logs).toContain(`alcapana.run40000.attempt${attempt}.out`);
+    }
+    expect(await readFile(join(s.fixture.dir, 'data', 'log', 'v1', 'alcapana.run40000.attempt2.err'), 'utf8')).toMatch(/failing on purpose/);
+    expect(logs).toContain('alcapana.run40003.attempt1.err');
+    expect(existsSync(join(s.fixture.dir, 'data', 'tree', 'v1', 'tree40001.root'))).toBe(false);
+    expect(result.stdout).toMatch(/Retrying run: 40003 \(exit code 5, attempt 1\/3 failed\): failing once/);
+    expect(result.stdout).toMatch(/Failed run: 40000 \(exit code 7, attempt 3\/3, no attempts left\)/);
+    expect(await filesUnder(join(s.fixture.dir, 'staging'))).toEqual([]);
+  });
+});
+
+describe('limits and modes', () => {
+  it('--spacelim below current usage starts no download; a higher limit resumes them', async () => {
+    const s = await scenario(4, { firstRun: 50_000 });
+    const blocked = s.start([...RUN, '--spacelim', '0.5', '--nproc', '2', '--nprep', '2']);
+    await blocked.waitFor(/Downloads paused: staging area [\d.]+% used, at or above --spacelim 0.5%/);
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(blocked.output().stdout).not.toMatch(/Downloading run/);
+    expect((await statusCounts(s)).claimed).toBe(4);
+    blocked.child.kill('SIGINT');
+    expect((await blocked.done).code).toBe(130);
+    const resumed = await s.cli([...RUN, '--spacelim', '99', '--until-done']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/Downloading run: 50000/);
+    expect(await statusCounts(s)).toEqual({ finished: 4 });
+  });
+
+  it('downloads resume by themselves when the quota command reports room again', async () => {
+    const quotaFile = 'quota.txt';
+    const s = await scenario(3, {
+      firstRun: 55_000,
+      extraConfig: { quota: { command: `cat ${quotaFile}`, pattern: 'used=(?<used>\\d+) limit=(?<limit>\\d+)' } },
+    });
+    await writeFile(join(s.fixture.dir, quotaFile), 'used=95 limit=100\n');
+    const session = s.start([...RUN, '--until-done', '--spacelim', '90']);
+    await session.waitFor(/Downloads paused: staging area 95\.0% used/);
+    expect(session.output().stdout).not.toMatch(/Downloading run/);
+    await writeFile(join(s.fixture.dir, quotaFile), 'used=10 limit=100\n');
+    const result = await session.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(await statusCounts(s)).toEqual({ finished: 3 });
+  });
+
+  it('--limit claims at most N runs in all; --until-done then exits 0', async () => {
+    const s = await scenario(8, { firstRun: 60_000 });
+    const result = await s.cli([...RUN, '--limit', '3', '--until-done', '--nproc', '5']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/ended: limit of 3 runs reached/);
+    expect(await statusCounts(s)).toEqual({ finished: 3, new: 5 });
+  });
+
+  it('--dry-run prints what would be claimed, downloaded and submitted and changes nothing', async () => {
+    const s = await scenario(8, { firstRun: 70_000 });
+    const before = await s.database.handle.db.selectFrom('events').select(sql<number>`count(*)::int`.as('n')).executeTakeFirstOrThrow();
+    const result = await s.cli([...RUN, '--dry-run', '--nproc', '2', '--nprep', '1']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/Would claim 3 run\(s\): \[70000, 70001, 70002\]/);
+    expect(result.stdout).toMatch(/Would download run 70000: file:\/\/.*archive\/run70000\.mid → .*staging\/alcapana\/v1\/run70000\.mid/);
+    expect(result.stdout).toMatch(/Would submit run 70001 to local: .*job\.sh/);
+    const after = await s.database.handle.db.selectFrom('events').select(sql<number>`count(*)::int`.as('n')).executeTakeFirstOrThrow();
+    expect(after.n).toBe(before.n);
+    expect(await s.database.handle.db.selectFrom('sessions').selectAll().execute()).toEqual([]);
+    expect(await statusCounts(s)).toEqual({ new: 8 });
+    expect(existsSync(join(s.fixture.dir, 'staging'))).toBe(false);
+  });
+
+  it('SIGUSR1 drains: no more claims, staged runs returned, submitted jobs finish, exit 0', async () => {
+    const s = await scenario(10, { firstRun: 80_000 });
+    await writeFile(s.fixture.holdFile, '');
+    const session = s.start([...RUN, '--nproc', '2', '--nprep', '3']);
+    let id: string | undefined;
+    await until(async () => Boolean((id = await sessionOf(s, session.child.pid!))), 'a session');
+    await until(async () => {
+      const held = await heldBy(s, id!);
+      return held.filter((r) => r.status === 'running').length === 2 && held.filter((r) => r.status === 'staged').length === 3;
+    }, '2 running and 3 staged');
+    const staged = (await heldBy(s, id!)).filter((r) => r.status === 'staged');
+    session.child.kill('SIGUSR1');
+    await session.waitFor(/Returning runs: \[/);
+    expect(session.output().stdout).toContain(`Returning runs: [${staged.map((r) => r.run_number).join(', ')}]`);
+    for (const r of staged) expect(existsSync(r.staged_path!)).toBe(false);
+    await rm(s.fixture.holdFile);
+    const result = await session.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/ended: drained/);
+    expect(await statusCounts(s)).toEqual({ finished: 2, new: 8 });
+  });
+});
+
+describe('chained productions', () => {
+  it('a child run is claimable only once its parent run finished, and reads the parent output in place', async () => {
+    const s = await scenario(6, { firstRun: 90_000 });
+    expect((await s.cli([...RUN, '--limit', '3', '--until-done'])).code).toBe(0);
+    const child = await s.cli(['new', '--production', 'rootana', '--tag', 'ra1']);
+    expect(child.code, child.stderr).toBe(0);
+    const dry = await s.cli(['run', '--production', 'rootana', '--dry-run']);
+    expect(dry.stdout).toMatch(/Would claim 3 run\(s\): \[90000, 90001, 90002\]/);
+    const result = await s.cli(['run', '--production', 'rootana', '--plain', '--pause', '1', '--limit', '3', '--until-done']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(await statusCounts(s, 'rootana')).toEqual({ finished: 3, new: 3 });
+    const input = await s.database.handle.db
+      .selectFrom('events')
+      .innerJoin('productions', 'productions.id', 'events.production_id')
+      .select('events.message')
+      .where('productions.type', '=', 'rootana')
+      .where('events.to_status', '=', 'staged')
+      .execute();
+    expect(input).toHaveLength(3);
+    const rootanaRun = await s.database.handle.db
+      .selectFrom('production_runs')
+      .innerJoin('productions', 'productions.id', 'production_runs.production_id')
+      .select(['production_runs.staged_path', 'production_runs.outputs'])
+      .where('productions.type', '=', 'alcapana')
+      .where('production_runs.run_number', '=', 90000)
+      .executeTakeFirstOrThrow();
+    expect((await stat(rootanaRun.outputs!.tree!)).size).toBe(1024); // the parent's tree is still there: read in place, not deleted
+  });
+});
