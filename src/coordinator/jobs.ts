@@ -163,7 +163,7 @@ export async function judgeEndedJob(
     owner: context.actor.sessionId,
     actor: context.actor,
     countAttempt: true,
-    message: `attempt ${attempt}/${production.maxAttempts} failed: ${error.split('\n')[0]!.slice(0, 300)}`,
+    message: `attempt ${attempt}/${production.maxAttempts} failed${state.state === 'done' && state.host ? ` on ${state.host}` : ''}: ${error.split('\n')[0]!.slice(0, 300)}`,
   });
   if (moved.length === 0) return { kind: 'lost-ownership', run: run.run };
   await removeStagedInput(production, run.stagedPath);

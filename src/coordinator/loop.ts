@@ -8,6 +8,7 @@ import { partialDownloadPath } from '../outputs/paths.js';
 import type { Archive } from '../transfers/archive.js';
 import { createArchive } from '../transfers/index.js';
 import { adoptionDeciderFor } from './adoption.js';
+import { checkAutoPause } from './auto-pause.js';
 import { claimRuns } from './claims.js';
 import { readCounts } from './counts.js';
 import { downloadRun, inputUrl, stagedPathFor } from './download.js';
@@ -73,6 +74,8 @@ interface ActiveDownload {
 }
 
 const SESSION_EVENTS_KEPT = 50;
+
+const formatGiB = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 
 export class OperatorLoop implements SnapshotSource {
   private production: Production;
@@ -362,6 +365,14 @@ export class OperatorLoop implements SnapshotSource {
           this.emit('warning', run.run, `WARNING: run ${run.run} is no longer held by this session`);
           break;
       }
+      if (outcome.kind === 'retry' || outcome.kind === 'failed') {
+        // K failed attempts in a row: stop everybody burning runs on a broken configuration.
+        const paused = await checkAutoPause(this.db, this.production, this.context.actor);
+        if (paused) {
+          this.production = await getProduction(this.db, this.production.id);
+          this.setAlert('production-paused', `Production paused automatically: ${paused}`);
+        }
+      }
     }
   }
 
@@ -455,20 +466,55 @@ export class OperatorLoop implements SnapshotSource {
     const onGrid = this.held.filter((r) => r.status === 'submitted' || r.status === 'running').length;
     const wanted = Math.max(this.options.nproc - onGrid, 0) + this.options.nprep - staged - this.downloads.size;
     const room = Math.min(wanted, this.archive.parallel - this.downloads.size);
-    const toStart = waiting.slice(0, Math.max(room, 0));
-    if (toStart.length === 0) return;
-    const moved = await transitionRuns(this.db, {
-      productionId: this.production.id,
-      // Reserve the expected bytes and the staged path now, so every session counts them and a reaper can clean up.
-      runs: toStart.map((r) => ({ run: r.run, stagedBytes: r.sizeBytes ?? undefined, stagedPath: stagedPathFor(this.context, r) })),
-      from: 'claimed',
-      to: 'downloading',
-      owner: this.sessionId,
-      actor: this.context.actor,
-      message: 'download started',
-    });
+    const candidates = waiting.slice(0, Math.max(room, 0));
+    if (candidates.length === 0) return;
+    const moved = await this.reserveAndStart(candidates, this.space);
+    if (moved === null) return;
     if (moved.length) this.emit('download', null, `Staging runs: [${moved.join(', ')}]`);
-    for (const run of toStart.filter((r) => moved.includes(r.run))) this.launchDownload({ ...run, status: 'downloading' });
+    for (const run of candidates.filter((r) => moved.includes(r.run))) this.launchDownload({ ...run, status: 'downloading' });
+  }
+
+  /**
+   * Moves runs to `downloading`, reserving their expected bytes, only as far as
+   * the staging area stays below --spacelim counting every session's
+   * reservations there. Serialised per staging directory, so two sessions
+   * never both see the same room. Null when nothing fits.
+   */
+  private async reserveAndStart(candidates: HeldRunDetail[], space: SpaceReading): Promise<number[] | null> {
+    const stagingDir = this.production.config.stagingDir.replace(/\/+$/, '') + '/';
+    return this.db.transaction().execute(async (tx) => {
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${'run-production staging ' + stagingDir}))`.execute(tx);
+      const reserved = await sql<{ bytes: number }>`
+        SELECT coalesce(sum(staged_bytes), 0)::bigint AS bytes FROM production_runs
+         WHERE status = 'downloading' AND starts_with(staged_path, ${stagingDir})`.execute(tx);
+      const limitBytes = (space.totalBytes * this.options.spacelim) / 100;
+      let projected = space.usedBytes + reserved.rows[0]!.bytes;
+      const chosen: HeldRunDetail[] = [];
+      for (const run of candidates) {
+        const size = run.sizeBytes ?? 0;
+        if (projected + size >= limitBytes && chosen.length > 0) break;
+        if (projected + size >= limitBytes) {
+          const reason =
+            `staging area would pass --spacelim ${this.options.spacelim}%: ${formatGiB(space.usedBytes)} used + ` +
+            `${formatGiB(reserved.rows[0]!.bytes)} reserved by downloads in flight + ${formatGiB(size)} for run ${run.run}`;
+          if (this.downloadsPausedReason !== reason) this.emit('warning', null, `Downloads paused: ${reason}`);
+          this.downloadsPausedReason = reason;
+          return null;
+        }
+        projected += size;
+        chosen.push(run);
+      }
+      return transitionRuns(tx, {
+        productionId: this.production.id,
+        // The reservation: expected bytes and where they go; a reaper also uses the path to clean up.
+        runs: chosen.map((r) => ({ run: r.run, stagedBytes: r.sizeBytes ?? undefined, stagedPath: stagedPathFor(this.context, r) })),
+        from: 'claimed',
+        to: 'downloading',
+        owner: this.sessionId,
+        actor: this.context.actor,
+        message: 'download started',
+      });
+    });
   }
 
   private launchDownload(run: HeldRunDetail): void {

@@ -13,8 +13,9 @@ const execAsync = promisify(exec);
 export interface SpaceReading {
   usedPercent: number;
   source: string;
-  /** Bytes free for us by this measure, when known. */
-  freeBytes: number | null;
+  /** Bytes used and the capacity they are measured against (df's used + available, or the quota limit). */
+  usedBytes: number;
+  totalBytes: number;
 }
 
 export async function measureStaging(stagingDir: string, quota: QuotaConfig | null): Promise<SpaceReading> {
@@ -25,7 +26,7 @@ export async function measureStaging(stagingDir: string, quota: QuotaConfig | nu
   const available = s.bavail * s.bsize;
   // As df computes it: used / (used + available to unprivileged users).
   const usedPercent = used + available > 0 ? (used / (used + available)) * 100 : 0;
-  return { usedPercent, source: 'statfs', freeBytes: available };
+  return { usedPercent, source: 'statfs', usedBytes: used, totalBytes: used + available };
 }
 
 export async function measureWithQuota(quota: QuotaConfig): Promise<SpaceReading> {
@@ -38,10 +39,10 @@ export async function measureWithQuota(quota: QuotaConfig): Promise<SpaceReading
   }
   const usedN = parseSize(used);
   const limitN = parseSize(limit);
-  return { usedPercent: (usedN / limitN) * 100, source: `quota: ${quota.command}`, freeBytes: null };
+  return { usedPercent: (usedN / limitN) * 100, source: `quota: ${quota.command}`, usedBytes: usedN, totalBytes: limitN };
 }
 
-/** "12.5G", "800M", "1024" (bytes or the tool's unit; only the ratio matters) → number. */
+/** "12.5G", "800M", "1024" → bytes (a bare number is taken as bytes; K/M/G/T/P are powers of 1024). */
 export function parseSize(text: string): number {
   const match = /^([\d.]+)\s*([KMGTP]?)i?B?$/i.exec(text.trim());
   if (!match) return Number(text);

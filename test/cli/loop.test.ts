@@ -257,6 +257,26 @@ describe('judging jobs', () => {
   });
 });
 
+describe('auto-pause', () => {
+  it('pauses the production after K failed attempts in a row; resume lifts it and the session goes on', async () => {
+    const s = await scenario(6, { firstRun: 45_000, typeExtra: { autoPause: { failures: 3 }, maxAttempts: 5 } });
+    for (let run = 45_000; run < 45_006; run++) await writeFile(join(s.fixture.dir, `fail-${run}`), '');
+    const session = s.start([...RUN, '--until-done', '--nproc', '2', '--nprep', '1']);
+    await session.waitFor(/Production paused automatically: .*exit code 7/);
+    const production = await s.database.handle.db.selectFrom('productions').select(['status', 'status_reason']).executeTakeFirstOrThrow();
+    expect(production.status).toBe('paused');
+    expect(production.status_reason).toMatch(/3 consecutive failed job attempts \(exit code 7 ×3\)/);
+    const submittedAtPause = (await s.database.handle.db.selectFrom('events').select('id').where('to_status', '=', 'submitted').execute()).length;
+    await new Promise((r) => setTimeout(r, 2500));
+    expect((await s.database.handle.db.selectFrom('events').select('id').where('to_status', '=', 'submitted').execute()).length).toBe(submittedAtPause);
+    for (let run = 45_000; run < 45_006; run++) await rm(join(s.fixture.dir, `fail-${run}`));
+    expect((await s.cli(['resume', '--production', 'alcapana'])).code).toBe(0);
+    const result = await session.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(await statusCounts(s)).toEqual({ finished: 6 });
+  });
+});
+
 describe('limits and modes', () => {
   it('--spacelim below current usage starts no download; a higher limit resumes them', async () => {
     const s = await scenario(4, { firstRun: 50_000 });
