@@ -20,6 +20,8 @@ export interface QuotaConfig {
   command: string;
   /** Regular expression with named groups `used` and `limit` (same unit). */
   pattern: string;
+  /** Unit of bare numbers in the output: B (default), K, M, G or T (powers of 1024); e.g. K for `lfs quota`. */
+  unit: 'B' | 'K' | 'M' | 'G' | 'T';
 }
 
 export interface ArchiveOptions {
@@ -144,7 +146,9 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
   let quota: QuotaConfig | null = null;
   if (root.quota !== undefined) {
     const q = f.object(root.quota, 'quota');
-    f.onlyKeys(q, 'quota', ['command', 'pattern']);
+    f.onlyKeys(q, 'quota', ['command', 'pattern', 'unit']);
+    const unit = q.unit === undefined ? 'B' : f.string(q.unit, 'quota.unit');
+    if (!['B', 'K', 'M', 'G', 'T'].includes(unit)) f.fail('quota.unit', 'one of B, K, M, G, T', unit);
     const pattern = f.string(q.pattern, 'quota.pattern');
     let compiled: RegExp;
     try {
@@ -153,7 +157,7 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
       return f.fail('quota.pattern', `a regular expression (${(error as Error).message})`, pattern);
     }
     if (!/\(\?<used>/.test(compiled.source) || !/\(\?<limit>/.test(compiled.source)) f.fail('quota.pattern', 'a regular expression with named groups (?<used>...) and (?<limit>...)', pattern);
-    quota = { command: f.string(q.command, 'quota.command'), pattern };
+    quota = { command: f.string(q.command, 'quota.command'), pattern, unit: unit as QuotaConfig['unit'] };
   }
   const typesRaw = f.object(root.types, 'types');
   if (Object.keys(typesRaw).length === 0) f.fail('types', 'at least one production type', typesRaw);

@@ -34,18 +34,21 @@ export async function measureWithQuota(quota: QuotaConfig): Promise<SpaceReading
   const match = new RegExp(quota.pattern, 'm').exec(stdout);
   const used = match?.groups?.used;
   const limit = match?.groups?.limit;
-  if (!used || !limit || !Number(limit)) {
+  if (!used || !limit) {
     throw new Error(`quota.pattern did not match the output of "${quota.command}" (first line: ${stdout.split('\n')[0]?.slice(0, 120) ?? ''})`);
   }
-  const usedN = parseSize(used);
-  const limitN = parseSize(limit);
+  const usedN = parseSize(used, quota.unit);
+  const limitN = parseSize(limit, quota.unit);
+  if (!(limitN > 0) || !Number.isFinite(usedN)) {
+    throw new Error(`quota command "${quota.command}" gave used "${used}" and limit "${limit}", not sizes with a positive limit`);
+  }
   return { usedPercent: (usedN / limitN) * 100, source: `quota: ${quota.command}`, usedBytes: usedN, totalBytes: limitN };
 }
 
-/** "12.5G", "800M", "1024" → bytes (a bare number is taken as bytes; K/M/G/T/P are powers of 1024). */
-export function parseSize(text: string): number {
+/** "12.5G", "800M", "1024" → bytes; K/M/G/T/P are powers of 1024, a bare number is in `unit`. */
+export function parseSize(text: string, unit: 'B' | 'K' | 'M' | 'G' | 'T' = 'B'): number {
   const match = /^([\d.]+)\s*([KMGTP]?)i?B?$/i.exec(text.trim());
   if (!match) return Number(text);
-  const power = ' KMGTP'.indexOf(match[2]!.toUpperCase() || ' ');
-  return Number(match[1]) * 1024 ** Math.max(power, 0);
+  const suffix = match[2]!.toUpperCase() || (unit === 'B' ? '' : unit);
+  return Number(match[1]) * 1024 ** Math.max(' KMGTP'.indexOf(suffix || ' '), 0);
 }
