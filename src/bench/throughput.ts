@@ -1,0 +1,82 @@
+import { openDatabase } from '../db/connection.js';
+import { claimRuns } from '../coordinator/claims.js';
+import { startSession } from '../coordinator/sessions.js';
+import type { RunStatus } from '../coordinator/statuses.js';
+import { transitionRuns } from '../coordinator/transition.js';
+import { seedProduction } from './seed.js';
+import { percentile, timeMs } from './stats.js';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+
+/**
+ * Coordination throughput: `sessions` concurrent sessions, each its own
+ * connection, drive runs new → claimed → downloading → staged → submitted →
+ * running → finished with the real claimRuns and transitionRuns (one batched
+ * statement per step for the runs a session holds, with their events), no grid
+ * and no files. Bounded by time: the rate is runs finished / elapsed.
+ */
+
+const STEPS: readonly [RunStatus, RunStatus][] = [
+  ['claimed', 'downloading'],
+  ['downloading', 'staged'],
+  ['staged', 'submitted'],
+  ['submitted', 'running'],
+  ['running', 'finished'],
+];
+
+export interface ThroughputResult {
+  sessions: number;
+  batch: number;
+  runsFinished: number;
+  seconds: number;
+  runsPerSecond: number;
+  claims: number;
+  claimP50Ms: number;
+  claimP99Ms: number;
+}
+
+export async function measureThroughput(
+  url: string,
+  admin: Kysely<Database>,
+  options: { sessions: number; runs: number; firstRun: number; batch: number; maxSeconds: number },
+): Promise<ThroughputResult> {
+  const productionId = await seedProduction(admin, options.firstRun, options.runs);
+  const handles = Array.from({ length: options.sessions }, (_, i) => openDatabase(url, { applicationName: `bench session ${i}`, max: 1 }));
+  try {
+    const ids = await Promise.all(
+      handles.map((h, i) => startSession(h.db, { user: `shifter${i}`, host: 'bench', pid: process.pid, productionId, options: {}, leaseSeconds: 600 })),
+    );
+    const claimTimes: number[] = [];
+    let finished = 0;
+    const started = Date.now();
+    const deadline = started + options.maxSeconds * 1000;
+    await Promise.all(
+      handles.map(async (h, i) => {
+        const actor = { user: `shifter${i}`, sessionId: ids[i]! };
+        while (Date.now() < deadline) {
+          const claim = await timeMs(() => claimRuns(h.db, { productionId, session: { id: actor.sessionId, user: actor.user }, limit: options.batch }));
+          claimTimes.push(claim.ms);
+          let runs = claim.value;
+          if (runs.length === 0) return; // production exhausted
+          for (const [from, to] of STEPS) {
+            runs = await transitionRuns(h.db, { productionId, runs, from, to, owner: actor.sessionId, actor, countAttempt: to === 'finished' });
+          }
+          finished += runs.length;
+        }
+      }),
+    );
+    const seconds = (Date.now() - started) / 1000;
+    return {
+      sessions: options.sessions,
+      batch: options.batch,
+      runsFinished: finished,
+      seconds,
+      runsPerSecond: finished / seconds,
+      claims: claimTimes.length,
+      claimP50Ms: percentile(claimTimes, 50),
+      claimP99Ms: percentile(claimTimes, 99),
+    };
+  } finally {
+    await Promise.all(handles.map((h) => h.close()));
+  }
+}

@@ -1,0 +1,84 @@
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import { claimRuns } from '../coordinator/claims.js';
+import { getProduction } from '../coordinator/productions.js';
+import { heartbeat, reapExpiredSessions } from '../coordinator/sessions.js';
+import { readSnapshotBase } from '../coordinator/snapshot-queries.js';
+import type { HeldStatus } from '../coordinator/statuses.js';
+import { transitionRuns, type Actor } from '../coordinator/transition.js';
+
+/**
+ * One pass of the operator loop's database work, in the loop's order
+ * (src/coordinator/loop.ts tick()), without a grid or files: jobs "end" on the
+ * pass after they start and downloads complete at once. The coordinator
+ * functions are the real ones; loadHeld and nothingLeftToClaim are private to
+ * the loop and repeated here with the same SQL. Moves the loop makes per run
+ * (a download arriving, a submission, a job's judgement) are made per run here
+ * too, so the statement count per pass is the loop's.
+ */
+
+export interface TickSession {
+  db: Kysely<Database>;
+  productionId: number;
+  actor: Actor & { sessionId: string };
+  nproc: number;
+  nprep: number;
+}
+
+interface Held {
+  run: number;
+  status: HeldStatus;
+}
+
+async function loadHeld(s: TickSession): Promise<Held[]> {
+  // The loop's query, including the catalogue join for size, checksum and source.
+  const rows = await sql<{ run_number: number; status: HeldStatus }>`
+    SELECT pr.run_number, pr.dataset, pr.status, pr.attempts, pr.job_id, pr.staged_path, pr.staged_bytes, pr.status_changed_at,
+           r.size_bytes, r.checksum, r.source
+      FROM production_runs AS pr JOIN runs AS r USING (run_number)
+     WHERE pr.session_id = ${s.actor.sessionId}::uuid
+     ORDER BY pr.run_number`.execute(s.db);
+  return rows.rows.map((r) => ({ run: r.run_number, status: r.status }));
+}
+
+async function nothingLeftToClaim(s: TickSession): Promise<boolean> {
+  const row = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM (
+      SELECT 1 FROM production_runs AS r
+       WHERE r.production_id = ${s.productionId} AND r.status = 'new'
+       LIMIT 1) AS left_to_claim`.execute(s.db);
+  return row.rows[0]!.n === 0;
+}
+
+const move = (s: TickSession, runs: number[], from: HeldStatus, to: 'downloading' | 'staged' | 'submitted' | 'running' | 'finished') =>
+  transitionRuns(s.db, { productionId: s.productionId, runs, from, to, owner: s.actor.sessionId, actor: s.actor, countAttempt: to === 'finished' });
+
+/** Resolves to the runs this pass finished. */
+export async function tick(s: TickSession): Promise<number> {
+  if (!(await heartbeat(s.db, s.actor.sessionId))) throw new Error('bench session was reaped');
+  await reapExpiredSessions(s.db, s.actor);
+  await getProduction(s.db, s.productionId);
+  // Jobs: submitted ones start (one batch), running ones end and are judged one by one.
+  let held = await loadHeld(s);
+  const started = held.filter((r) => r.status === 'submitted').map((r) => r.run);
+  if (started.length) await move(s, started, 'submitted', 'running');
+  let finished = 0;
+  for (const r of held.filter((h) => h.status === 'running')) finished += (await move(s, [r.run], 'running', 'finished')).length;
+  // Claim up to nproc + nprep held.
+  held = await loadHeld(s);
+  const want = s.nproc + s.nprep - held.length;
+  if (want > 0) await claimRuns(s.db, { productionId: s.productionId, session: { id: s.actor.sessionId, user: s.actor.user }, limit: want });
+  // Downloads: claimed runs start in one batch; each arrives on its own.
+  held = await loadHeld(s);
+  const toDownload = held.filter((r) => r.status === 'claimed').map((r) => r.run);
+  if (toDownload.length) await move(s, toDownload, 'claimed', 'downloading');
+  for (const run of toDownload) await move(s, [run], 'downloading', 'staged');
+  // Submissions while fewer than nproc are on the grid, one by one.
+  held = await loadHeld(s);
+  const onGrid = held.filter((r) => r.status === 'submitted' || r.status === 'running').length;
+  for (const r of held.filter((h) => h.status === 'staged').slice(0, Math.max(s.nproc - onGrid, 0))) await move(s, [r.run], 'staged', 'submitted');
+  held = await loadHeld(s);
+  await readSnapshotBase(s.db, s.productionId, s.actor.sessionId);
+  if (held.length === 0) await nothingLeftToClaim(s);
+  return finished;
+}
