@@ -160,6 +160,23 @@ describe('chaos: sessions interrupted and killed at random', () => {
       }
     };
     const abortProblems: string[] = [];
+    /** The event log of some runs, and what their last holders printed: the evidence for a report. */
+    const history = async (runNumbers: number[]) => {
+      if (runNumbers.length === 0) return '';
+      const rows = await sql<{ id: number; run_number: number; session: string | null; kind: string; from_status: string | null; to_status: string | null; message: string | null; at: Date }>`
+        SELECT id, run_number, left(session_id::text, 8) AS session, kind, from_status::text, to_status::text, message, at
+          FROM events WHERE production_id = ${production.id} AND run_number = ANY(${runNumbers}::int[]) ORDER BY run_number, id`.execute(db);
+      const lines = rows.rows.map((e) => `${e.at.toISOString()} run ${e.run_number} #${e.id} ${e.session} ${e.kind} ${e.from_status ?? ''}→${e.to_status ?? ''} ${e.message ?? ''}`);
+      for (const session of new Set(rows.rows.map((e) => e.session))) {
+        const owner = sessions.find((s) => session && s.process.output().stdout.includes(`Session ${session} on`));
+        if (!owner) continue;
+        const out = owner.process.output().stdout.split('\n');
+        const mentions = out.filter((l) => runNumbers.some((r) => l.includes(String(r))) || /Abort|Session|ERROR|WARNING/.test(l));
+        lines.push(`--- session ${session} (#${owner.index}, ${owner.signal ?? 'no signal'}, exit ${owner.result?.code ?? 'running'}):`, ...mentions.slice(-40));
+      }
+      lines.push(await history(open.rows.map((r) => r.run_number)));
+      return lines.join('\n');
+    };
     /** What is stuck: open runs with their holders, and the last lines of the sessions still running. */
     const diagnosis = async (running: Session[]) => {
       const open = await sql<{ run_number: number; status: string; session: string | null; ended: string | null; age: number | null }>`
@@ -197,6 +214,17 @@ describe('chaos: sessions interrupted and killed at random', () => {
       const left = await remaining();
       const running = sessions.filter((s) => s.result === null);
       if (left.open === 0 && running.length === 0) break;
+      // A run held by a session that has ended can never come back (reapers only look at live sessions).
+      const stranded = await sql<{ run_number: number }>`
+        SELECT r.run_number FROM production_runs r JOIN sessions s ON s.id = r.session_id
+         WHERE r.production_id = ${production.id} AND s.ended_at IS NOT NULL`.execute(db);
+      if (stranded.rows.length && running.every((s) => s.signal === null)) {
+        await sleep(1000); // an ending rollback may still be committing
+        const again = await sql<{ run_number: number }>`
+          SELECT r.run_number FROM production_runs r JOIN sessions s ON s.id = r.session_id
+           WHERE r.production_id = ${production.id} AND s.ended_at IS NOT NULL`.execute(db);
+        if (again.rows.length) throw new Error(`${context} runs held by sessions that have ended (stranded for ever):\n${await diagnosis(running)}`);
+      }
       if (Date.now() > deadline) {
         throw new Error(`${context} production not done after the deadline: ${left.open} runs open, ${running.length} sessions running\n${await diagnosis(running)}`);
       }
@@ -265,7 +293,9 @@ describe('chaos: sessions interrupted and killed at random', () => {
       const log = await readFile(outputs.olog!, 'utf8');
       expect(log.match(/^run \d+ attempt \d+/gm), `${context} run ${row.run_number} olog:\n${log}`).toHaveLength(1);
     }
-    expect(await filesUnder(join(fixture.dir, 'staging')), context).toEqual([]);
+    const staged = await filesUnder(join(fixture.dir, 'staging'));
+    const stagedRuns = staged.map((f) => Number(/run0*(\d+)\.mid/.exec(f)?.[1])).filter((n) => n > 0);
+    expect(staged, `${context}\n${await history(stagedRuns)}`).toEqual([]);
     const leftovers = (await filesUnder(join(fixture.dir, 'data'))).filter((f) => /\.part-|\.tmp\.\d+$/.test(f));
     expect(leftovers, context).toEqual([]);
 
