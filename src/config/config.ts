@@ -176,6 +176,8 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
       input = { kind: 'parent', output: f.string(inputRaw.fromParent, `${path}.input.fromParent`) };
     } else {
       const source = f.template(inputRaw.source, `${path}.input.source`);
+      const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(source)?.[1]?.toLowerCase();
+      if (scheme && scheme !== 'file' && scheme !== 'sftp') f.fail(`${path}.input.source`, 'a file:// or sftp:// URL, or a path', source);
       input = { kind: 'archive', source: absolute(base, fillSome(source, { dataDir, stagingDir })) };
     }
     const archiveRaw = t.archive === undefined ? {} : f.object(t.archive, `${path}.archive`);

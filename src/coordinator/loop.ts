@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { sql } from 'kysely';
 import type { DatabaseHandle } from '../db/connection.js';
@@ -397,6 +398,24 @@ export class OperatorLoop implements SnapshotSource {
     await this.loadHeld();
     const input = this.production.config.input;
     if (input.kind === 'parent') await this.stageFromParent(input.output);
+    else if (this.production.config.archive.prestage) this.prestage(this.held.filter((r) => claimed.includes(r.run)));
+  }
+
+  /**
+   * Tape-backed archives: tell the archive which files are coming (AlCap sent an
+   * FTP STAGE per claimed run). Runs beside the loop; a failure is only a warning,
+   * since the download itself will still ask for the file.
+   */
+  private prestage(runs: HeldRunDetail[]): void {
+    const command = this.production.config.archive.prestage!;
+    const files = runs.map((r) => {
+      const url = inputUrl(this.context, r);
+      return url.protocol === 'file:' ? decodeURIComponent(url.pathname) : url.href;
+    });
+    execFile('/bin/sh', ['-c', `${command} "$@"`, 'prestage', ...files], { timeout: 300_000 }, (error, _stdout, stderr) => {
+      if (error) this.emit('warning', null, `WARNING: prestage command failed (${stderr.trim().split('\n')[0] || error.message}); downloads go on`);
+      else this.emit('info', null, `INFO: prestaged ${files.length} file(s)`);
+    });
   }
 
   /** A child production's input is the parent run's recorded output, used in place. */

@@ -309,6 +309,14 @@ describe('limits and modes', () => {
     expect(await statusCounts(s)).toEqual({ finished: 3 });
   });
 
+  it('runs the prestage command with the files about to be fetched', async () => {
+    const s = await scenario(3, { firstRun: 57_000, typeExtra: { archive: { prestage: 'echo >> prestaged.txt' } } });
+    const result = await s.cli([...RUN, '--until-done']);
+    expect(result.code, result.stderr).toBe(0);
+    const listed = await readFile(join(s.fixture.dir, 'prestaged.txt'), 'utf8');
+    for (const run of [57000, 57001, 57002]) expect(listed).toContain(join(s.fixture.dir, 'archive', `run${run}.mid`));
+  });
+
   it('--limit claims at most N runs in all; --until-done then exits 0', async () => {
     const s = await scenario(8, { firstRun: 60_000 });
     const result = await s.cli([...RUN, '--limit', '3', '--until-done', '--nproc', '5']);
