@@ -86,7 +86,9 @@ export async function downloadRun(
         const mismatch = await checksumMismatch(partial, run.checksum);
         if (mismatch) throw new Error(`checksum mismatch: ${mismatch}`);
       }
-      await rename(partial, staged);
+      // Record first, rename second: a session that lost the run (its lease expired
+      // and another session may be staging the same path now) never touches the
+      // staged name, and a crash in between leaves only names a reaper deletes.
       const moved = await transitionRuns(context.db, {
         productionId: production.id,
         runs: [{ run: run.run, stagedPath: staged, stagedBytes: result.bytes }],
@@ -97,9 +99,10 @@ export async function downloadRun(
         message: `staged ${result.bytes} bytes from ${url.protocol}//${url.host}${url.pathname}`,
       });
       if (moved.length === 0) {
-        await rm(staged, { force: true });
+        await rm(partial, { force: true });
         return { kind: 'lost-ownership', run: run.run };
       }
+      await rename(partial, staged);
       return { kind: 'staged', run: run.run, bytes: result.bytes, path: staged };
     } catch (error) {
       await rm(partial, { force: true });

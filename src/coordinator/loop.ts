@@ -25,7 +25,7 @@ import {
   type JobContext,
 } from './jobs.js';
 import { getProduction, type Production } from './productions.js';
-import { endSession, heartbeat, reapExpiredSessions, startSession, type ReapOutcome } from './sessions.js';
+import { endSession, heartbeat, reapExpiredSessions, removeReturnedFiles, startSession, type ReapOutcome } from './sessions.js';
 import type { Snapshot, SnapshotAlert, SnapshotEvent, SnapshotSource } from './snapshot.js';
 import { measureStaging, type SpaceReading } from './space.js';
 import { HELD_STATUSES, type HeldStatus } from './statuses.js';
@@ -271,14 +271,7 @@ export class OperatorLoop implements SnapshotSource {
       `Reaped session ${session.id.slice(0, 8)} (${session.user}@${session.host}, heartbeat ${session.heartbeatAgeSeconds}s ago): returned [${outcome.returned.join(', ')}]` +
         (outcome.adopted.length ? `, adopted [${outcome.adopted.join(', ')}]` : ''),
     );
-    // Files the dead session left in the staging area for runs that are back in the pool.
-    for (const run of outcome.returnedRuns) {
-      if (!run.stagedPath) continue;
-      const production = session.productionId === this.production.id ? this.production : await getProduction(this.db, session.productionId!);
-      if (!isInStaging(production, run.stagedPath)) continue;
-      await rm(run.stagedPath, { force: true });
-      await rm(partialDownloadPath(run.stagedPath, session.id), { force: true });
-    }
+    await removeReturnedFiles(outcome, async (id) => (id === this.production.id ? this.production : await getProduction(this.db, id)).config.stagingDir);
   }
 
   private async loadHeld(): Promise<void> {
@@ -698,12 +691,26 @@ export class OperatorLoop implements SnapshotSource {
     this.requestTick();
   }
 
-  /** Returns held runs to `new` in one transaction (not counted as attempts) and deletes their transient files. */
+  /**
+   * Returns held runs to `new` in one transaction (not counted as attempts) and
+   * deletes their transient files. The runs are re-read under row locks inside
+   * the transaction, so a run that changed status since it was last looked at
+   * (a pass still under way) is returned from the status it is in now, and
+   * never left held by a session that is about to end.
+   */
   private async returnRuns(runs: HeldRunDetail[], message: string): Promise<number[]> {
-    const returned = await this.db.transaction().execute(async (tx) => {
+    const wanted = runs.map((r) => r.run);
+    const { returned, current } = await this.db.transaction().execute(async (tx) => {
+      const locked = await tx
+        .selectFrom('production_runs')
+        .select(['run_number', 'status'])
+        .where('session_id', '=', this.sessionId)
+        .where('run_number', 'in', wanted.length ? wanted : [-1])
+        .forUpdate()
+        .execute();
       const moved: number[] = [];
       for (const status of HELD_STATUSES) {
-        const group = runs.filter((r) => r.status === status).map((r) => r.run);
+        const group = locked.filter((r) => r.status === status).map((r) => r.run_number);
         if (!group.length) continue;
         moved.push(
           ...(await transitionRuns(tx, {
@@ -717,9 +724,10 @@ export class OperatorLoop implements SnapshotSource {
           })),
         );
       }
-      return moved.sort((a, b) => a - b);
+      return { returned: moved.sort((a, b) => a - b), current: new Map(locked.map((r) => [r.run_number, r.status])) };
     });
-    await this.removeTransientFiles(runs);
+    // Files of the runs as they were when returned (a job submitted meanwhile has outputs to remove too).
+    await this.removeTransientFiles(runs.filter((r) => returned.includes(r.run)).map((r) => ({ ...r, status: (current.get(r.run) as HeldStatus | undefined) ?? r.status })));
     return returned;
   }
 
@@ -740,7 +748,9 @@ export class OperatorLoop implements SnapshotSource {
    */
   abort(reason: AbortReason, error?: unknown): Promise<void> {
     if (this.abortInProgress) {
-      this.emit('warning', null, 'The rollback is still running; please wait.');
+      // A second Ctrl-C is answered; errors during the abort (a terminal gone with SIGHUP) are not,
+      // or writing the answer to that terminal would raise the next one.
+      if (reason !== 'error') this.emit('warning', null, 'The rollback is still running; please wait.');
       return this.abortInProgress;
     }
     if (this.stopped) return Promise.resolve();
@@ -777,6 +787,13 @@ export class OperatorLoop implements SnapshotSource {
         const returned = await this.returnRuns(runs, `aborted (${reason})`);
         this.abortState.rolledBackRuns = returned;
         this.emit('rollback', null, `Aborting runs: [${returned.join(', ')}]`);
+        // A run that a pass still under way moved in the meantime is returned too.
+        await this.loadHeld();
+        const late = await this.returnRuns(this.held, `aborted (${reason})`);
+        if (late.length) {
+          this.abortState.rolledBackRuns.push(...late);
+          this.emit('rollback', null, `Aborting runs: [${late.join(', ')}]`);
+        }
         await endSession(this.db, this.sessionId, this.context.actor, `aborted (${reason})`);
       } catch {
         databaseDown = true;

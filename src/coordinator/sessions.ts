@@ -1,4 +1,6 @@
+import { rm } from 'node:fs/promises';
 import { sql, type Kysely } from 'kysely';
+import { partialDownloadPath } from '../outputs/paths.js';
 import type { Database } from '../db/schema.js';
 import { HELD_STATUSES, type HeldStatus } from './statuses.js';
 import { adoptRuns, recordEvent, transitionRuns, type Actor } from './transition.js';
@@ -53,15 +55,22 @@ export async function heartbeat(db: Kysely<Database>, sessionId: string): Promis
   return Number(result.numUpdatedRows) === 1;
 }
 
-export async function endSession(db: Kysely<Database>, sessionId: string, actor: Actor, reason: string): Promise<void> {
+/**
+ * Ends a session, but only once it holds no run: a session that would end
+ * holding runs stays live instead, so that its lease expires and a reaper
+ * returns them (nothing is ever left held by an ended session).
+ */
+export async function endSession(db: Kysely<Database>, sessionId: string, actor: Actor, reason: string): Promise<boolean> {
   const ended = await db
     .updateTable('sessions')
     .set({ ended_at: sql`now()`, end_reason: reason })
     .where('id', '=', sessionId)
     .where('ended_at', 'is', null)
+    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('production_runs').select('run_number').where('session_id', '=', sessionId))))
     .returning('production_id')
     .executeTakeFirst();
   if (ended) await recordEvent(db, { productionId: ended.production_id, actor, kind: 'session-end', message: reason });
+  return ended !== undefined;
 }
 
 export interface HeldRun {
@@ -105,6 +114,21 @@ export interface ExpiredSession {
  * go back to `new`. Without a decider everything goes back to `new`.
  */
 export type AdoptionDecider = (session: ExpiredSession, runs: HeldRun[]) => Promise<number[]>;
+
+/**
+ * Deletes what a reaped session left in the staging area for the runs that went
+ * back to the pool: staged inputs and partial downloads (`.part-SESSION`), never a
+ * parent production's output read in place (only paths under the staging dir).
+ */
+export async function removeReturnedFiles(outcome: ReapOutcome, stagingDirOf: (productionId: number) => Promise<string>): Promise<void> {
+  if (outcome.session.productionId === null) return;
+  const staging = (await stagingDirOf(outcome.session.productionId)).replace(/\/+$/, '') + '/';
+  for (const run of outcome.returnedRuns) {
+    if (!run.stagedPath?.startsWith(staging)) continue;
+    await rm(run.stagedPath, { force: true });
+    await rm(partialDownloadPath(run.stagedPath, outcome.session.id), { force: true });
+  }
+}
 
 export interface ReapOutcome {
   session: ExpiredSession;

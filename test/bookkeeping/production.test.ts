@@ -75,7 +75,7 @@ describe('views on a production run by the real loop', () => {
     const path = rows.rows.map((r) => `${r.from_status}>${r.to_status}`);
     expect(path.slice(0, 4)).toEqual(['new>claimed', 'claimed>downloading', 'downloading>staged', 'staged>submitted']);
     expect(path.at(-1)).toMatch(/>finished$/);
-    expect(rows.rows.find((r) => /^attempt 1\/3 failed: exit code 5/.test(r.message))).toBeDefined();
+    expect(rows.rows.find((r) => /^attempt 1\/3 failed( on \S+)?: exit code 5/.test(r.message))).toBeDefined();
     expect(rows.rows.every((r) => r.user_name === process.env.USER || r.user_name.length > 0)).toBe(true);
     expect(rows.rows[0]!.session_host).toBe(hostname());
   });
@@ -164,8 +164,9 @@ describe('commands on that production', () => {
     expect(result.code).toBe(0);
     const events = result.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(events.every((e) => e.run === 5003 && e.production === 'alcapana v1')).toBe(true);
-    expect(events.filter((e) => /^attempt \d\/3 failed: exit code 7/.test(e.message))).toHaveLength(3);
-    expect(events.at(-1)).toMatchObject({ from: 'running', to: 'failed' });
+    expect(events.filter((e) => /^attempt \d\/3 failed( on \S+)?: exit code 7/.test(e.message))).toHaveLength(3);
+    // A short job may end before any pass saw it running: submitted → failed is as valid as running → failed.
+    expect(events.at(-1)).toMatchObject({ from: expect.stringMatching(/^(running|submitted)$/), to: 'failed' });
     const since = await cli(['events', '--since', '1d', '--limit', '3']);
     expect(since.stdout.trim().split('\n')).toHaveLength(3);
     expect((await cli(['events', '--since', 'yesterday'])).code).toBe(64);

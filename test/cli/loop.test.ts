@@ -299,11 +299,11 @@ describe('limits and modes', () => {
       firstRun: 55_000,
       extraConfig: { quota: { command: `cat ${quotaFile}`, pattern: 'used=(?<used>\\d+) limit=(?<limit>\\d+)' } },
     });
-    await writeFile(join(s.fixture.dir, quotaFile), 'used=95 limit=100\n');
+    await writeFile(join(s.fixture.dir, quotaFile), 'used=95000000 limit=100000000\n');
     const session = s.start([...RUN, '--until-done', '--spacelim', '90']);
     await session.waitFor(/Downloads paused: staging area 95\.0% used/);
     expect(session.output().stdout).not.toMatch(/Downloading run/);
-    await writeFile(join(s.fixture.dir, quotaFile), 'used=10 limit=100\n');
+    await writeFile(join(s.fixture.dir, quotaFile), 'used=10000000 limit=100000000\n');
     const result = await session.done;
     expect(result.code, result.stderr).toBe(0);
     expect(await statusCounts(s)).toEqual({ finished: 3 });

@@ -1,9 +1,21 @@
 import { EventEmitter } from 'node:events';
-import { afterEach, describe, expect, test, vi } from 'vitest';
+import { afterEach, describe, expect, test, vi, afterAll } from 'vitest';
 import { cleanup, render } from 'ink-testing-library';
 import type { OperatorControls, Snapshot, SnapshotSource } from '../../src/coordinator/snapshot.js';
 import { FLUSH_MS, LiveApp, startLiveDisplay } from '../../src/display/ink/live.js';
 import { busySnapshot, emptySnapshot } from './snapshots.js';
+
+// Ink renders only the last frame when it believes it runs in CI (is-in-ci reads CI at import);
+// these tests are about the live, interactive display, so this file's Ink must not see CI.
+const ciBefore = vi.hoisted(() => {
+  const value = process.env.CI;
+  process.env.CI = 'false';
+  return value;
+});
+afterAll(() => {
+  if (ciBefore === undefined) delete process.env.CI;
+  else process.env.CI = ciBefore;
+});
 
 afterEach(() => {
   cleanup();

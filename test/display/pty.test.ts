@@ -18,7 +18,8 @@ afterEach(async () => {
 async function setup(runs: number, firstRun: number): Promise<{ database: TestDatabase; fixture: ProductionFixture; env: NodeJS.ProcessEnv }> {
   const database = await createTestDatabase();
   const fixture = await createProductionFixture({ runs, firstRun, jobSleep: 0.5 });
-  const env = { ...process.env, DATABASE_URL: database.url, ...fixture.env, TERM: 'xterm-256color', LANG: 'C.UTF-8' };
+  // CI=false: the CLI shows the live display only where Ink draws live frames (not in CI).
+  const env = { ...process.env, DATABASE_URL: database.url, ...fixture.env, TERM: 'xterm-256color', LANG: 'C.UTF-8', CI: 'false' };
   cleanups.push(async () => {
     await database.drop();
     await rm(fixture.dir, { recursive: true, force: true });

@@ -117,6 +117,9 @@ async function operate(context: Context, production: Production, settings: LoopO
     databaseLabel: context.databaseLabel,
     keysEnabled: Boolean(process.stdin.isTTY),
   });
+  // After SIGHUP the terminal is gone: failed writes to it must not become crashes during the rollback.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   const onSignal = (reason: AbortReason) => () => void loop.abort(reason);
   const handlers: [NodeJS.Signals, () => void][] = [
     ['SIGINT', onSignal('SIGINT')],
@@ -130,7 +133,7 @@ async function operate(context: Context, production: Production, settings: LoopO
   process.on('unhandledRejection', onCrash);
   let display: Display | null = null;
   try {
-    const live = !plain && Boolean(process.stdout.isTTY);
+    const live = !plain && Boolean(process.stdout.isTTY) && !inCi(process.env);
     // The plain log listens from the first line; the live display needs the first snapshot.
     if (!live) display = await startDisplay(loop, true);
     const finished = loop.run();
@@ -154,8 +157,13 @@ interface Display {
  * The live Ink display on a terminal; the plain line log with --plain or when
  * stdout is not a terminal (a non-interactive Ink would only write its last frame).
  */
+/** Ink draws only its last frame under CI (is-in-ci); there the plain log is the useful output. */
+function inCi(env: NodeJS.ProcessEnv): boolean {
+  return ['CI', 'CONTINUOUS_INTEGRATION'].some((key) => key in env && env[key] !== '0' && env[key] !== 'false');
+}
+
 async function startDisplay(loop: OperatorLoop, plain: boolean): Promise<Display> {
-  if (plain || !process.stdout.isTTY) {
+  if (plain || !process.stdout.isTTY || inCi(process.env)) {
     const detach = attachPlainLog(loop);
     return {
       async stop() {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { sql } from 'kysely';
-import { findProduction } from '../../coordinator/productions.js';
-import { reapExpiredSessions } from '../../coordinator/sessions.js';
+import { findProduction, getProduction } from '../../coordinator/productions.js';
+import { reapExpiredSessions, removeReturnedFiles } from '../../coordinator/sessions.js';
 import { adoptionDeciderFor } from '../../coordinator/adoption.js';
 import { withContext, type GlobalOptions } from '../context.js';
 import { textTable } from '../table.js';
@@ -25,6 +25,7 @@ export function registerSessions(program: Command): void {
           });
           if (outcomes.length === 0) console.log('No expired sessions.');
           for (const o of outcomes) {
+            await removeReturnedFiles(o, async (id) => (await getProduction(db, id)).config.stagingDir);
             console.log(
               `Reaped session ${o.session.id.slice(0, 8)} (${o.session.user}@${o.session.host}, heartbeat ${o.session.heartbeatAgeSeconds}s ago): ` +
                 `returned runs [${o.returned.join(', ')}]${o.adopted.length ? `, adopted [${o.adopted.join(', ')}]` : ''}`,
