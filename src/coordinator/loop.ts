@@ -11,7 +11,7 @@ import { createArchive } from '../transfers/index.js';
 import { adoptionDeciderFor } from './adoption.js';
 import { checkAutoPause } from './auto-pause.js';
 import { claimRuns } from './claims.js';
-import { readCounts } from './counts.js';
+import type { ProductionCounts } from './counts.js';
 import { downloadRun, inputUrl, stagedPathFor } from './download.js';
 import {
   ensureModulesFile,
@@ -27,6 +27,7 @@ import {
 import { getProduction, type Production } from './productions.js';
 import { endSession, heartbeat, reapExpiredSessions, removeReturnedFiles, startSession, type ReapOutcome } from './sessions.js';
 import type { Snapshot, SnapshotAlert, SnapshotEvent, SnapshotSource } from './snapshot.js';
+import { readSnapshotBase, throughputOf } from './snapshot-queries.js';
 import { measureStaging, type SpaceReading } from './space.js';
 import { HELD_STATUSES, type HeldStatus } from './statuses.js';
 import { transitionRuns } from './transition.js';
@@ -820,25 +821,13 @@ export class OperatorLoop implements SnapshotSource {
   // --- snapshot -----------------------------------------------------------------------------
 
   private async buildSnapshot(): Promise<void> {
-    const [counts, recent, sessions] = await Promise.all([
-      readCounts(this.db, this.production.id),
-      sql<{ n: number }>`SELECT count(*)::int AS n FROM production_runs
-                          WHERE production_id = ${this.production.id} AND status = 'finished'
-                            AND finished_at > now() - interval '15 minutes'`.execute(this.db),
-      sql<{ id: string; user_name: string; host: string; started_at: Date; age: number; lease_seconds: number; held: number }>`
-        SELECT s.id, s.user_name, s.host, s.started_at, extract(epoch FROM now() - s.heartbeat_at)::float8 AS age, s.lease_seconds,
-               (SELECT count(*) FROM production_runs r WHERE r.session_id = s.id)::int AS held
-          FROM sessions s
-         WHERE s.production_id = ${this.production.id} AND s.ended_at IS NULL AND s.id <> ${this.sessionId}::uuid
-         ORDER BY s.started_at`.execute(this.db),
-    ]);
-    const runsPerHour = recent.rows[0]!.n * 4;
-    const remaining = counts.total - counts.counts.finished - counts.counts.failed;
+    const base = await readSnapshotBase(this.db, this.production.id, this.sessionId);
+    const { runsPerHour, etaSeconds } = throughputOf(base);
     this.base = {
-      counts,
+      counts: base.counts,
       runsPerHour,
-      etaSeconds: runsPerHour > 0 ? Math.round((remaining / runsPerHour) * 3600) : null,
-      sessions: sessions.rows.map((s) => ({
+      etaSeconds,
+      sessions: base.sessions.map((s) => ({
         id: s.id,
         user: s.user_name,
         host: s.host,
@@ -852,7 +841,7 @@ export class OperatorLoop implements SnapshotSource {
   }
 
   private base: {
-    counts: Awaited<ReturnType<typeof readCounts>>;
+    counts: ProductionCounts;
     runsPerHour: number;
     etaSeconds: number | null;
     sessions: Snapshot['sessions'];
