@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { ensureEmbeddedServer, stopEmbeddedServer } from '../db/embedded.js';
+import { ensureEmbeddedServer, freeLocalPort, stopEmbeddedServer } from '../db/embedded.js';
 
 /**
  * The bench's database: by default a fresh embedded PostgreSQL in a temporary
@@ -18,21 +17,10 @@ export interface BenchDatabase {
   dispose(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 export async function openBenchDatabase(serverUrl: string | undefined): Promise<BenchDatabase> {
   if (!serverUrl) {
     const home = await mkdtemp(join(tmpdir(), 'rp-bench-'));
-    const env = { ...process.env, RUN_PRODUCTION_HOME: home, RUN_PRODUCTION_PGPORT: String(await freePort()) };
+    const env = { ...process.env, RUN_PRODUCTION_HOME: home, RUN_PRODUCTION_PGPORT: String(await freeLocalPort()) };
     const url = await ensureEmbeddedServer(env);
     return {
       url,

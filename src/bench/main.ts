@@ -23,24 +23,30 @@ import { tick } from './tick.js';
  * database. Prints a table and writes bench-results.json. A few minutes on two
  * cores; never part of `npm test`.
  *
- *   node dist/bench/main.js [--database URL] [--out FILE] [--quick]
+ *   node dist/bench/main.js [--database URL] [--out FILE] [--quick] [--batch N]
  */
 
 interface Args {
   database?: string;
   out: string;
   quick: boolean;
+  /** Runs a session moves per statement (the loop moves as many as it has at hand). */
+  batch: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { out: 'bench-results.json', quick: false };
+  const args: Args = { out: 'bench-results.json', quick: false, batch: 10 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--database') args.database = argv[++i];
     else if (arg === '--out') args.out = argv[++i]!;
     else if (arg === '--quick') args.quick = true;
+    else if (arg === '--batch') {
+      args.batch = Number(argv[++i]);
+      if (!Number.isInteger(args.batch) || args.batch <= 0) throw new Error('--batch takes a positive whole number');
+    }
     else if (arg === '--help') {
-      console.log('usage: node dist/bench/main.js [--database URL] [--out FILE] [--quick]');
+      console.log('usage: node dist/bench/main.js [--database URL] [--out FILE] [--quick] [--batch N]');
       process.exit(0);
     } else throw new Error(`unknown argument ${arg}`);
   }
@@ -96,7 +102,7 @@ async function main(): Promise<void> {
     for (const [i, sessions] of [1, 4, 16, 32].entries()) {
       log(`throughput: ${sessions} session(s) on a ${runs}-run production`);
       throughput.push(
-        await measureThroughput(database.url, admin.db, { sessions, runs, firstRun: 10_000_000 + i * 1_000_000, batch: 10, maxSeconds: args.quick ? 5 : 12 }),
+        await measureThroughput(database.url, admin.db, { sessions, runs, firstRun: 10_000_000 + i * 1_000_000, batch: args.batch, maxSeconds: args.quick ? 5 : 12 }),
       );
       await sql`VACUUM ANALYZE`.execute(admin.db);
     }

@@ -4,8 +4,7 @@ import { ExpectedError } from '../cli/errors.js';
 import { isInStaging } from '../coordinator/jobs.js';
 import { getProduction, type Production } from '../coordinator/productions.js';
 import { heldRuns, type HeldRun } from '../coordinator/sessions.js';
-import { HELD_STATUSES } from '../coordinator/statuses.js';
-import { recordEvent, transitionRuns, type Actor } from '../coordinator/transition.js';
+import { recordEvent, returnRunsToPool, type Actor } from '../coordinator/transition.js';
 import type { Database } from '../db/schema.js';
 import type { Grid } from '../grids/grid.js';
 import { createGrid } from '../grids/index.js';
@@ -78,23 +77,13 @@ export async function releaseSession(
       .set({ ended_at: sql`coalesce(ended_at, now())`, end_reason: sql`coalesce(end_reason, ${why})` })
       .where('id', '=', session.id)
       .execute();
-    const moved: number[] = [];
-    for (const status of HELD_STATUSES) {
-      const group = runs.filter((r) => r.status === status).map((r) => r.run);
-      if (group.length === 0) continue;
-      moved.push(
-        ...(await transitionRuns(tx, {
-          productionId: production.id,
-          runs: group,
-          from: status,
-          to: 'new',
-          owner: session.id,
-          actor: options.actor,
-          message: `returned: ${why}`,
-        })),
-      );
-    }
-    moved.sort((a, b) => a - b);
+    const moved = await returnRunsToPool(tx, {
+      productionId: production.id,
+      runs,
+      owner: session.id,
+      actor: options.actor,
+      message: `returned: ${why}`,
+    });
     await recordEvent(tx, {
       productionId: production.id,
       actor: options.actor,

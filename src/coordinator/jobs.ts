@@ -15,17 +15,11 @@ import {
 } from '../outputs/paths.js';
 import { validateOutputs } from '../outputs/validate.js';
 import type { Production } from './productions.js';
-import type { HeldStatus } from './statuses.js';
+import type { HeldRun } from './sessions.js';
 import { transitionRuns, type Actor } from './transition.js';
 
-/** What the loop knows of a run it holds. */
-export interface HeldRunDetail {
-  run: number;
-  dataset: string;
-  status: HeldStatus;
-  attempts: number;
-  jobId: string | null;
-  stagedPath: string | null;
+/** What the loop knows of a run it holds: the held run plus its catalogue entry. */
+export interface HeldRunDetail extends HeldRun {
   stagedBytes: number | null;
   statusChangedAt: Date;
   sizeBytes: number | null;

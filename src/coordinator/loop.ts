@@ -29,8 +29,8 @@ import { endSession, heartbeat, reapExpiredSessions, removeReturnedFiles, startS
 import type { Snapshot, SnapshotAlert, SnapshotEvent, SnapshotSource } from './snapshot.js';
 import { readSnapshotBase, throughputOf } from './snapshot-queries.js';
 import { measureStaging, type SpaceReading } from './space.js';
-import { HELD_STATUSES, type HeldStatus } from './statuses.js';
-import { transitionRuns } from './transition.js';
+import type { HeldStatus } from './statuses.js';
+import { returnRunsToPool, transitionRuns } from './transition.js';
 
 /**
  * The operator loop: every --pause seconds, and at once when a download or a
@@ -709,23 +709,14 @@ export class OperatorLoop implements SnapshotSource {
         .where('run_number', 'in', wanted.length ? wanted : [-1])
         .forUpdate()
         .execute();
-      const moved: number[] = [];
-      for (const status of HELD_STATUSES) {
-        const group = locked.filter((r) => r.status === status).map((r) => r.run_number);
-        if (!group.length) continue;
-        moved.push(
-          ...(await transitionRuns(tx, {
-            productionId: this.production.id,
-            runs: group,
-            from: status,
-            to: 'new',
-            owner: this.sessionId,
-            actor: this.context.actor,
-            message,
-          })),
-        );
-      }
-      return { returned: moved.sort((a, b) => a - b), current: new Map(locked.map((r) => [r.run_number, r.status])) };
+      const returned = await returnRunsToPool(tx, {
+        productionId: this.production.id,
+        runs: locked.map((r) => ({ run: r.run_number, status: r.status })),
+        owner: this.sessionId,
+        actor: this.context.actor,
+        message,
+      });
+      return { returned, current: new Map(locked.map((r) => [r.run_number, r.status])) };
     });
     // Files of the runs as they were when returned (a job submitted meanwhile has outputs to remove too).
     await this.removeTransientFiles(runs.filter((r) => returned.includes(r.run)).map((r) => ({ ...r, status: (current.get(r.run) as HeldStatus | undefined) ?? r.status })));

@@ -2,8 +2,8 @@ import { rm } from 'node:fs/promises';
 import { sql, type Kysely } from 'kysely';
 import { partialDownloadPath } from '../outputs/paths.js';
 import type { Database } from '../db/schema.js';
-import { HELD_STATUSES, type HeldStatus } from './statuses.js';
-import { adoptRuns, recordEvent, transitionRuns, type Actor } from './transition.js';
+import type { HeldStatus } from './statuses.js';
+import { adoptRuns, recordEvent, returnRunsToPool, type Actor } from './transition.js';
 
 /**
  * Sessions and their leases. A session heartbeats its own row (never each
@@ -206,25 +206,16 @@ async function reapOne(db: Kysely<Database>, sessionId: string, reaper: Actor, d
             message: `adopted from ${why}`,
           })
         : [];
-    const returned: number[] = [];
-    if (session.productionId !== null) {
-      for (const status of HELD_STATUSES) {
-        const toReturn = runs.filter((r) => r.status === status && !adopted.includes(r.run)).map((r) => r.run);
-        if (toReturn.length === 0) continue;
-        returned.push(
-          ...(await transitionRuns(tx, {
+    const returned =
+      session.productionId === null
+        ? []
+        : await returnRunsToPool(tx, {
             productionId: session.productionId,
-            runs: toReturn,
-            from: status,
-            to: 'new',
+            runs: runs.filter((r) => !adopted.includes(r.run)),
             owner: session.id,
             actor: reaper,
             message: `returned: ${why}`,
-          })),
-        );
-      }
-    }
-    returned.sort((a, b) => a - b);
+          });
     return { session, returned, adopted, returnedRuns: runs.filter((r) => returned.includes(r.run)) };
   });
 }

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import type { RunStatus } from './statuses.js';
+import { HELD_STATUSES, type RunStatus } from './statuses.js';
 
 /**
  * The one function that changes a run's status. In a single SQL statement it
@@ -150,6 +150,34 @@ async function assertAllowed(db: Executor, from: RunStatus, to: RunStatus): Prom
     .where('to_status', '=', to)
     .executeTakeFirst();
   if (!found) throw new ForbiddenTransitionError(from, to);
+}
+
+/**
+ * Returns held runs to `new`, each from the status it is in (not counted as an
+ * attempt): abort, drain, reap and release all end this way. Fenced on the owner
+ * like every transition; run it inside the caller's transaction.
+ */
+export async function returnRunsToPool(
+  db: Executor,
+  request: { productionId: number; runs: readonly { run: number; status: RunStatus }[]; owner: string; actor: Actor; message: string },
+): Promise<number[]> {
+  const moved: number[] = [];
+  for (const status of HELD_STATUSES) {
+    const group = request.runs.filter((r) => r.status === status).map((r) => r.run);
+    if (group.length === 0) continue;
+    moved.push(
+      ...(await transitionRuns(db, {
+        productionId: request.productionId,
+        runs: group,
+        from: status,
+        to: 'new',
+        owner: request.owner,
+        actor: request.actor,
+        message: request.message,
+      })),
+    );
+  }
+  return moved.sort((a, b) => a - b);
 }
 
 /**

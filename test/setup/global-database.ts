@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
-import { ensureEmbeddedServer, stopEmbeddedServer } from '../../src/db/embedded.js';
+import { ensureEmbeddedServer, freeLocalPort, stopEmbeddedServer } from '../../src/db/embedded.js';
 
 /**
  * One real PostgreSQL server for the whole test run; each test file then gets
@@ -31,16 +30,7 @@ async function dockerEngineAnswers(): Promise<boolean> {
   }
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freeLocalPort as freePort } from '../../src/db/embedded.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   if (process.env.TEST_DATABASE_URL) {
@@ -63,7 +53,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     };
   }
   const home = await mkdtemp(join(tmpdir(), 'rp-test-pg-'));
-  const env = { ...process.env, RUN_PRODUCTION_HOME: home, RUN_PRODUCTION_PGPORT: String(await freePort()) };
+  const env = { ...process.env, RUN_PRODUCTION_HOME: home, RUN_PRODUCTION_PGPORT: String(await freeLocalPort()) };
   const url = await ensureEmbeddedServer(env);
   const admin = new URL(url);
   admin.pathname = '/postgres';
