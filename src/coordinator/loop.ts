@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { sql } from 'kysely';
-import type { DatabaseHandle } from '../db/connection.js';
+import { isDatabaseUnavailable, type DatabaseHandle } from '../db/connection.js';
 import type { Grid, JobState } from '../grids/grid.js';
 import { GridUnavailableError } from '../grids/grid.js';
 import { createGrid } from '../grids/index.js';
@@ -208,7 +208,13 @@ export class OperatorLoop implements SnapshotSource {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.ticking = this.tick()
-      .catch((error: unknown) => this.abort('error', error))
+      .catch((error: unknown) => {
+        if (!isDatabaseUnavailable(error)) return this.abort('error', error);
+        // An outage, not a bug: keep the jobs, stop starting work after half the lease, try again next pass.
+        const silentFor = (Date.now() - this.lastHeartbeatOk) / 1000;
+        this.degraded = silentFor > this.options.leaseSeconds / 2;
+        this.setAlert('database-unreachable', `Database unreachable (${(error as Error).message.split('\n')[0]})${this.degraded ? '; not claiming or submitting' : ''}`);
+      })
       .finally(() => {
         this.ticking = null;
         if (this.stopped || this.aborting) return;

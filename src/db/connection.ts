@@ -63,3 +63,19 @@ export function openDatabase(url: string, options: OpenOptions = {}): DatabaseHa
     },
   };
 }
+
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
+
+/**
+ * Whether an error means the database cannot be reached right now (server down,
+ * restarting, network cut) rather than that a query is wrong. A session rides
+ * out the first kind; the second is a bug worth stopping for.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const e = error as { code?: string; message?: string } | null;
+  if (!e) return false;
+  if (e.code && CONNECTION_ERROR_CODES.has(e.code)) return true;
+  // SQLSTATE class 08 (connection exception); 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+  if (e.code && (/^08/.test(e.code) || /^57P0[123]$/.test(e.code))) return true;
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(e.message ?? '');
+}
