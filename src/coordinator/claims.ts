@@ -22,45 +22,46 @@ export interface ClaimRequest {
  */
 export async function claimRuns(db: Kysely<Database>, request: ClaimRequest): Promise<number[]> {
   if (request.limit <= 0) return [];
-  return db.transaction().execute(async (tx) => {
-    const production = await tx
-      .selectFrom('productions')
-      .select(['status', 'max_running', 'parent_id'])
-      .where('id', '=', request.productionId)
-      .executeTakeFirst();
-    if (!production || production.status !== 'active') return [];
-
-    let limit = request.limit;
-    if (production.max_running !== null) {
-      // Serialise admission: every claim of this production waits here, then reads the counters.
-      await tx.selectFrom('productions').select('id').where('id', '=', request.productionId).forUpdate().execute();
-      const inFlight = await inFlightCount(tx, request.productionId);
-      limit = Math.min(limit, production.max_running - inFlight);
-      if (limit <= 0) return [];
-    }
-
-    const datasets = request.datasets?.length ? [...request.datasets] : null;
-    const candidates = await sql<{ run_number: number }>`
-      SELECT r.run_number FROM production_runs AS r
-       WHERE r.production_id = ${request.productionId}
-         AND r.status = 'new'
-         AND (${datasets}::text[] IS NULL OR r.dataset = ANY(${datasets}::text[]))
-         AND (${production.parent_id}::int IS NULL OR EXISTS (
-               SELECT 1 FROM production_runs AS p
-                WHERE p.production_id = ${production.parent_id}::int
-                  AND p.run_number = r.run_number AND p.status = 'finished'))
-       ORDER BY r.run_number
-       LIMIT ${limit}
-       FOR UPDATE OF r SKIP LOCKED
-    `.execute(tx);
-    const runs = candidates.rows.map((r) => r.run_number);
-    return transitionRuns(tx, {
+  const production = await db
+    .selectFrom('productions')
+    .select(['status', 'max_running', 'parent_id'])
+    .where('id', '=', request.productionId)
+    .executeTakeFirst();
+  if (!production || production.status !== 'active') return [];
+  const claim = (executor: Kysely<Database>, limit: number) =>
+    transitionRuns(executor, {
       productionId: request.productionId,
-      runs,
+      // The candidates are chosen and locked inside the transition statement itself.
+      runs: claimCandidates(request, production.parent_id, limit),
       from: 'new',
       to: 'claimed',
       owner: null,
       actor: { user: request.session.user, sessionId: request.session.id },
     });
+  if (production.max_running === null) return claim(db, request.limit);
+  return db.transaction().execute(async (tx) => {
+    // Serialise admission: every claim of this production waits here, then reads the counters.
+    const locked = await tx.selectFrom('productions').select(['status', 'max_running']).where('id', '=', request.productionId).forUpdate().executeTakeFirst();
+    if (!locked || locked.status !== 'active') return [];
+    const room = locked.max_running === null ? request.limit : Math.min(request.limit, locked.max_running - (await inFlightCount(tx, request.productionId)));
+    return room > 0 ? claim(tx, room) : [];
   });
+}
+
+/** New runs to claim, in run order, skipping those other sessions are locking right now. */
+function claimCandidates(request: ClaimRequest, parentId: number | null, limit: number) {
+  const datasets = request.datasets?.length ? [...request.datasets] : null;
+  return sql<{ run_number: number }>`
+    SELECT r.run_number FROM production_runs AS r
+     WHERE r.production_id = ${request.productionId}
+       AND r.status = 'new'
+       AND EXISTS (SELECT 1 FROM productions AS pr WHERE pr.id = ${request.productionId} AND pr.status = 'active')
+       AND (${datasets}::text[] IS NULL OR r.dataset = ANY(${datasets}::text[]))
+       AND (${parentId}::int IS NULL OR EXISTS (
+             SELECT 1 FROM production_runs AS p
+              WHERE p.production_id = ${parentId}::int
+                AND p.run_number = r.run_number AND p.status = 'finished'))
+     ORDER BY r.run_number
+     LIMIT ${limit}
+     FOR UPDATE OF r SKIP LOCKED`;
 }

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { HELD_STATUSES, type RunStatus } from './statuses.js';
 
@@ -36,7 +36,12 @@ export interface RunUpdate {
 
 export interface TransitionRequest {
   productionId: number;
-  runs: readonly (number | RunUpdate)[];
+  /**
+   * The runs to move: a list, or a query selecting `run_number`s (a claim's
+   * `… FOR UPDATE SKIP LOCKED LIMIT k`), which then runs inside this same
+   * statement: one round trip for a claim, under the same rules.
+   */
+  runs: readonly (number | RunUpdate)[] | RawBuilder<{ run_number: number }>;
   from: RunStatus;
   to: RunStatus;
   /**
@@ -69,13 +74,25 @@ type Executor = Kysely<Database>;
 export async function transitionRuns(db: Executor, request: TransitionRequest): Promise<number[]> {
   const { productionId, from, to, owner, actor } = request;
   if (to === 'claimed' && !actor.sessionId) throw new Error('A claim needs a session to hold the runs.');
-  if (request.runs.length === 0) {
+  const selected = isRawBuilder(request.runs) ? request.runs : null;
+  const list = selected ? [] : (request.runs as readonly (number | RunUpdate)[]);
+  if (!selected && list.length === 0) {
     await assertAllowed(db, from, to);
     return [];
   }
-  const updates = request.runs.map((r) => (typeof r === 'number' ? { run: r } : r));
+  const updates = list.map((r) => (typeof r === 'number' ? { run: r } : r));
   const col = <T>(pick: (u: RunUpdate) => T | undefined): (T | null)[] => updates.map((u) => pick(u) ?? null);
   const runNumbers = updates.map((u) => u.run);
+  const input = selected
+    ? sql`SELECT c.run_number, NULL::text AS job_id, NULL::int AS exit_code, NULL::text AS last_error, NULL::text AS staged_path,
+                 NULL::bigint AS staged_bytes, NULL::jsonb AS outputs, NULL::bigint AS output_bytes, NULL::text AS message
+            FROM (${selected}) AS c`
+    : sql`SELECT * FROM unnest(
+        ${runNumbers}::int[], ${col((u) => u.jobId)}::text[], ${col((u) => u.exitCode)}::int[],
+        ${col((u) => u.lastError)}::text[], ${col((u) => u.stagedPath)}::text[], ${col((u) => u.stagedBytes)}::bigint[],
+        ${col((u) => (u.outputs ? JSON.stringify(u.outputs) : undefined))}::jsonb[], ${col((u) => u.outputBytes)}::bigint[],
+        ${col((u) => u.message)}::text[]
+      ) AS i (run_number, job_id, exit_code, last_error, staged_path, staged_bytes, outputs, output_bytes, message)`;
   const attemptDelta = request.countAttempt ? 1 : 0;
   const resetAttempts = request.resetAttempts === true;
   const newOwner = to === 'claimed' ? actor.sessionId : null;
@@ -86,14 +103,7 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
         SELECT 1 FROM run_status_transitions WHERE from_status = ${from}::run_status AND to_status = ${to}::run_status
       ) AS ok
     ),
-    input AS (
-      SELECT * FROM unnest(
-        ${runNumbers}::int[], ${col((u) => u.jobId)}::text[], ${col((u) => u.exitCode)}::int[],
-        ${col((u) => u.lastError)}::text[], ${col((u) => u.stagedPath)}::text[], ${col((u) => u.stagedBytes)}::bigint[],
-        ${col((u) => (u.outputs ? JSON.stringify(u.outputs) : undefined))}::jsonb[], ${col((u) => u.outputBytes)}::bigint[],
-        ${col((u) => u.message)}::text[]
-      ) AS i (run_number, job_id, exit_code, last_error, staged_path, staged_bytes, outputs, output_bytes, message)
-    ),
+    input AS (${input}),
     moved AS (
       UPDATE production_runs AS r SET
         status = ${to}::run_status,
@@ -140,6 +150,10 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
   const row = result.rows[0]!;
   if (!row.allowed) throw new ForbiddenTransitionError(from, to);
   return row.moved;
+}
+
+function isRawBuilder(value: unknown): value is RawBuilder<{ run_number: number }> {
+  return typeof value === 'object' && value !== null && 'toOperationNode' in value && !Array.isArray(value);
 }
 
 async function assertAllowed(db: Executor, from: RunStatus, to: RunStatus): Promise<void> {
