@@ -706,11 +706,16 @@ export class OperatorLoop implements SnapshotSource {
    * never left held by a session that is about to end.
    */
   private async returnRuns(runs: HeldRunDetail[], message: string): Promise<number[]> {
+    return (await this.returnRunsWithJobs(runs, message)).returned;
+  }
+
+  /** returnRuns, also telling the job ids the returned runs had on the grid as seen under the lock. */
+  private async returnRunsWithJobs(runs: HeldRunDetail[], message: string): Promise<{ returned: number[]; jobIds: string[] }> {
     const wanted = runs.map((r) => r.run);
-    const { returned, current } = await this.db.transaction().execute(async (tx) => {
+    const { returned, current, jobIds } = await this.db.transaction().execute(async (tx) => {
       const locked = await tx
         .selectFrom('production_runs')
-        .select(['run_number', 'status'])
+        .select(['run_number', 'status', 'job_id'])
         .where('session_id', '=', this.sessionId)
         .where('run_number', 'in', wanted.length ? wanted : [-1])
         .forUpdate()
@@ -722,11 +727,12 @@ export class OperatorLoop implements SnapshotSource {
         actor: this.context.actor,
         message,
       });
-      return { returned, current: new Map(locked.map((r) => [r.run_number, r.status])) };
+      const onGrid = locked.filter((r) => (r.status === 'submitted' || r.status === 'running') && r.job_id && returned.includes(r.run_number));
+      return { returned, current: new Map(locked.map((r) => [r.run_number, r.status])), jobIds: onGrid.map((r) => r.job_id!) };
     });
     // Files of the runs as they were when returned (a job submitted meanwhile has outputs to remove too).
     await this.removeTransientFiles(runs.filter((r) => returned.includes(r.run)).map((r) => ({ ...r, status: (current.get(r.run) as HeldStatus | undefined) ?? r.status })));
-    return returned;
+    return { returned, jobIds };
   }
 
   private async removeTransientFiles(runs: HeldRunDetail[]): Promise<void> {
@@ -782,16 +788,23 @@ export class OperatorLoop implements SnapshotSource {
     if (jobIds.length) await this.grid.cancel(jobIds).catch((e: unknown) => this.emit('error', null, `ERROR: cancelling jobs failed: ${(e as Error).message}`));
     if (!databaseDown) {
       try {
-        const returned = await this.returnRuns(runs, `aborted (${reason})`);
-        this.abortState.rolledBackRuns = returned;
-        this.emit('rollback', null, `Aborting runs: [${returned.join(', ')}]`);
-        // A run that a pass still under way moved in the meantime is returned too.
+        const first = await this.returnRunsWithJobs(runs, `aborted (${reason})`);
+        this.abortState.rolledBackRuns = first.returned;
+        this.emit('rollback', null, `Aborting runs: [${first.returned.join(', ')}]`);
+        // A run that a pass still under way moved in the meantime is returned too, and a job
+        // submitted in the meantime is cancelled too.
         await this.loadHeld();
-        const late = await this.returnRuns(this.held, `aborted (${reason})`);
-        if (late.length) {
-          this.abortState.rolledBackRuns.push(...late);
-          this.emit('rollback', null, `Aborting runs: [${late.join(', ')}]`);
+        const late = await this.returnRunsWithJobs(this.held, `aborted (${reason})`);
+        if (late.returned.length) {
+          this.abortState.rolledBackRuns.push(...late.returned);
+          this.emit('rollback', null, `Aborting runs: [${late.returned.join(', ')}]`);
         }
+        const missed = [...first.jobIds, ...late.jobIds].filter((id) => !this.abortState!.cancelledJobs.includes(id));
+        for (const jobId of missed) {
+          this.emit('rollback', null, `Cancelling job ${jobId}`);
+          this.abortState.cancelledJobs.push(jobId);
+        }
+        if (missed.length) await this.grid.cancel(missed).catch((e: unknown) => this.emit('error', null, `ERROR: cancelling jobs failed: ${(e as Error).message}`));
         await endSession(this.db, this.sessionId, this.context.actor, `aborted (${reason})`);
       } catch {
         databaseDown = true;
