@@ -256,16 +256,14 @@ export class OperatorLoop implements SnapshotSource {
     if (this.production.status !== 'active') {
       this.setAlert('production-paused', `Production ${this.production.status}${this.production.statusReason ? `: ${this.production.statusReason}` : ''}`);
     } else this.clearAlert('production-paused', 'INFO: Production active again.');
-    // 4. Jobs that ended.
+    // 4. Jobs that ended. Each step below re-reads the held runs only when it moved some.
     await this.loadHeld();
-    await this.pollJobs();
+    if (await this.pollJobs()) await this.loadHeld();
     // 5. Claim.
-    await this.loadHeld();
     await this.claim();
     // 6. Downloads, 7. submissions.
-    await this.startDownloads();
-    await this.submit();
-    await this.loadHeld();
+    const downloading = await this.startDownloads();
+    if ((await this.submit()) || downloading) await this.loadHeld();
     await this.buildSnapshot();
     await this.checkDone();
   }
@@ -317,9 +315,10 @@ export class OperatorLoop implements SnapshotSource {
 
   // --- jobs ---------------------------------------------------------------------------------
 
-  private async pollJobs(): Promise<void> {
+  /** Judges this session's jobs; true when it moved any run. */
+  private async pollJobs(): Promise<boolean> {
     const onGrid = this.held.filter((r) => (r.status === 'submitted' || r.status === 'running') && r.jobId);
-    if (onGrid.length === 0) return;
+    if (onGrid.length === 0) return false;
     let states: Map<string, JobState>;
     try {
       states = await this.grid.poll(onGrid.map((r) => ({ jobId: r.jobId!, statusPath: jobStatusPath(this.context, r) })));
@@ -327,10 +326,12 @@ export class OperatorLoop implements SnapshotSource {
     } catch (error) {
       if (!(error instanceof GridUnavailableError)) throw error;
       this.setAlert('backend-failing', `${this.grid.backend} backend failing: ${error.message}`);
-      return;
+      return false;
     }
+    let moved = false;
     const nowRunning = onGrid.filter((r) => r.status === 'submitted' && states.get(r.jobId!)?.state === 'running');
     if (nowRunning.length) {
+      moved = true;
       await transitionRuns(this.db, {
         productionId: this.production.id,
         runs: nowRunning.map((r) => r.run),
@@ -344,6 +345,7 @@ export class OperatorLoop implements SnapshotSource {
     for (const run of onGrid) {
       const state = states.get(run.jobId!);
       if (!state || (state.state !== 'done' && state.state !== 'lost')) continue;
+      moved = true;
       const outcome = await judgeEndedJob(this.context, run, state);
       switch (outcome.kind) {
         case 'finished':
@@ -375,6 +377,7 @@ export class OperatorLoop implements SnapshotSource {
         }
       }
     }
+    return moved;
   }
 
   private canStartWork(): boolean {
@@ -455,28 +458,29 @@ export class OperatorLoop implements SnapshotSource {
 
   // --- downloads ----------------------------------------------------------------------------
 
-  private async startDownloads(): Promise<void> {
-    if (this.production.config.input.kind !== 'archive' || this.aborting || this.draining) return;
+  /** Starts downloads; true when it moved runs to `downloading`. */
+  private async startDownloads(): Promise<boolean> {
+    if (this.production.config.input.kind !== 'archive' || this.aborting || this.draining) return false;
     const waiting = this.held.filter((r) => r.status === 'claimed' && !this.downloads.has(r.run));
     if (waiting.length === 0) {
       this.downloadsPausedReason = null;
-      return;
+      return false;
     }
     if (this.archiveBlocked) {
       this.downloadsPausedReason = this.archiveBlocked;
-      return;
+      return false;
     }
     try {
       this.space = await measureStaging(this.production.config.stagingDir, this.production.config.quota);
     } catch (error) {
       this.downloadsPausedReason = `cannot measure the staging area: ${(error as Error).message}`;
-      return;
+      return false;
     }
     if (this.space.usedPercent >= this.options.spacelim) {
       const reason = `staging area ${this.space.usedPercent.toFixed(1)}% used, at or above --spacelim ${this.options.spacelim}%`;
       if (this.downloadsPausedReason !== reason) this.emit('warning', null, `Downloads paused: ${reason}`);
       this.downloadsPausedReason = reason;
-      return;
+      return false;
     }
     this.downloadsPausedReason = null;
     this.archive ??= await createArchive(inputUrl(this.context, waiting[0]!).protocol.replace(':', ''), this.production.config.archive);
@@ -486,11 +490,12 @@ export class OperatorLoop implements SnapshotSource {
     const wanted = Math.max(this.options.nproc - onGrid, 0) + this.options.nprep - staged - this.downloads.size;
     const room = Math.min(wanted, this.archive.parallel - this.downloads.size);
     const candidates = waiting.slice(0, Math.max(room, 0));
-    if (candidates.length === 0) return;
+    if (candidates.length === 0) return false;
     const moved = await this.reserveAndStart(candidates, this.space);
-    if (moved === null) return;
+    if (moved === null) return false;
     if (moved.length) this.emit('download', null, `Staging runs: [${moved.join(', ')}]`);
     for (const run of candidates.filter((r) => moved.includes(r.run))) this.launchDownload({ ...run, status: 'downloading' });
+    return moved.length > 0;
   }
 
   /**
@@ -583,11 +588,15 @@ export class OperatorLoop implements SnapshotSource {
 
   // --- submissions --------------------------------------------------------------------------
 
-  private async submit(): Promise<void> {
-    if (!this.canStartWork()) return;
-    await this.loadHeld();
+  /**
+   * Submits staged runs; true when it submitted any. Downloads finishing meanwhile
+   * only add staged runs, which the pass they wake up submits.
+   */
+  private async submit(): Promise<boolean> {
+    if (!this.canStartWork()) return false;
     const onGrid = this.held.filter((r) => r.status === 'submitted' || r.status === 'running').length;
     const staged = this.held.filter((r) => r.status === 'staged').slice(0, Math.max(this.options.nproc - onGrid, 0));
+    let submitted = false;
     for (const run of staged) {
       const job = await prepareJob(this.context, run, this.modulesFile);
       this.emit('submit', run.run, `Submitting run: ${run.run}`);
@@ -598,8 +607,9 @@ export class OperatorLoop implements SnapshotSource {
       } catch (error) {
         if (!(error instanceof GridUnavailableError)) throw error;
         this.setAlert('backend-failing', `${this.grid.backend} backend failing: ${error.message}`);
-        return; // the run stays staged; tried again next loop
+        return submitted; // the run stays staged; tried again next loop
       }
+      submitted = true;
       const moved = await transitionRuns(this.db, {
         productionId: this.production.id,
         runs: [{ run: run.run, jobId }],
@@ -615,6 +625,7 @@ export class OperatorLoop implements SnapshotSource {
         this.emit('warning', run.run, `WARNING: run ${run.run} was taken over; cancelled job ${jobId}`);
       }
     }
+    return submitted;
   }
 
   // --- ending -------------------------------------------------------------------------------

@@ -135,10 +135,10 @@ async function operate(context: Context, production: Production, settings: LoopO
   try {
     const live = !plain && Boolean(process.stdout.isTTY) && !inCi(process.env);
     // The plain log listens from the first line; the live display needs the first snapshot.
-    if (!live) display = await startDisplay(loop, true);
+    if (!live) display = startPlainLog(loop);
     const finished = loop.run();
     await Promise.race([loop.ready(), finished]);
-    display ??= await startDisplay(loop, false);
+    display ??= await startLiveView(loop);
     const result = await finished;
     await display.stop(result.reason);
     return result.exitCode;
@@ -154,23 +154,25 @@ interface Display {
 }
 
 /**
- * The live Ink display on a terminal; the plain line log with --plain or when
- * stdout is not a terminal (a non-interactive Ink would only write its last frame).
+ * Ink draws only its last frame under CI (is-in-ci), as it does when stdout is
+ * not a terminal; there the plain log is the useful output.
  */
-/** Ink draws only its last frame under CI (is-in-ci); there the plain log is the useful output. */
 function inCi(env: NodeJS.ProcessEnv): boolean {
   return ['CI', 'CONTINUOUS_INTEGRATION'].some((key) => key in env && env[key] !== '0' && env[key] !== 'false');
 }
 
-async function startDisplay(loop: OperatorLoop, plain: boolean): Promise<Display> {
-  if (plain || !process.stdout.isTTY || inCi(process.env)) {
-    const detach = attachPlainLog(loop);
-    return {
-      async stop() {
-        detach();
-      },
-    };
-  }
+/** The line log: with --plain, when stdout is not a terminal, or under CI. */
+function startPlainLog(loop: OperatorLoop): Display {
+  const detach = attachPlainLog(loop);
+  return {
+    async stop() {
+      detach();
+    },
+  };
+}
+
+/** The live Ink display on a terminal, with keys wired to the loop. */
+async function startLiveView(loop: OperatorLoop): Promise<Display> {
   const { startLiveDisplay } = await import('../../display/ink/live.js');
   const live = startLiveDisplay(loop, {
     drain: () => loop.drain(),
