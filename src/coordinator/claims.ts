@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { preparedSql } from '../db/prepared.js';
 import type { Database } from '../db/schema.js';
 import { inFlightCount } from './counts.js';
 import { transitionRuns } from './transition.js';
@@ -22,11 +23,10 @@ export interface ClaimRequest {
  */
 export async function claimRuns(db: Kysely<Database>, request: ClaimRequest): Promise<number[]> {
   if (request.limit <= 0) return [];
-  const production = await db
-    .selectFrom('productions')
-    .select(['status', 'max_running', 'parent_id'])
-    .where('id', '=', request.productionId)
-    .executeTakeFirst();
+  const production = (
+    await preparedSql<{ status: string; max_running: number | null; parent_id: number | null }>`
+      SELECT status, max_running, parent_id FROM productions WHERE id = ${request.productionId}::int`.execute(db)
+  ).rows[0];
   if (!production || production.status !== 'active') return [];
   const claim = (executor: Kysely<Database>, limit: number) =>
     transitionRuns(executor, {
@@ -48,20 +48,40 @@ export async function claimRuns(db: Kysely<Database>, request: ClaimRequest): Pr
   });
 }
 
-/** New runs to claim, in run order, skipping those other sessions are locking right now. */
+/**
+ * New runs to claim, in run order, skipping those other sessions are locking
+ * right now.
+ *
+ * Written so that the server keeps one plan per variant instead of planning
+ * every claim (the claim is prepared, see preparedSql):
+ *  - the dataset and parent conditions are left out of the text when they do
+ *    not apply, rather than `$n IS NULL OR ...`;
+ *  - the inner LIMIT is a literal power of two at least `limit`, and the exact
+ *    `limit` is a parameter outside it. With a parameter alone the planner
+ *    guesses a tenth of the production for a generic plan and so plans every
+ *    claim anew; the literal bounds its guess. Rows are locked only as the
+ *    outer LIMIT pulls them, so no more than `limit` rows are ever locked.
+ */
 function claimCandidates(request: ClaimRequest, parentId: number | null, limit: number) {
   const datasets = request.datasets?.length ? [...request.datasets] : null;
+  const inDatasets = datasets ? sql`AND r.dataset = ANY(${datasets}::text[])` : sql``;
+  const parentFinished =
+    parentId === null
+      ? sql``
+      : sql`AND EXISTS (SELECT 1 FROM production_runs AS p
+                         WHERE p.production_id = ${parentId}::int AND p.run_number = r.run_number AND p.status = 'finished')`;
+  const bound = 2 ** Math.ceil(Math.log2(limit));
   return sql<{ run_number: number }>`
-    SELECT r.run_number FROM production_runs AS r
-     WHERE r.production_id = ${request.productionId}
-       AND r.status = 'new'
-       AND EXISTS (SELECT 1 FROM productions AS pr WHERE pr.id = ${request.productionId} AND pr.status = 'active')
-       AND (${datasets}::text[] IS NULL OR r.dataset = ANY(${datasets}::text[]))
-       AND (${parentId}::int IS NULL OR EXISTS (
-             SELECT 1 FROM production_runs AS p
-              WHERE p.production_id = ${parentId}::int
-                AND p.run_number = r.run_number AND p.status = 'finished'))
-     ORDER BY r.run_number
-     LIMIT ${limit}
-     FOR UPDATE OF r SKIP LOCKED`;
+    SELECT c.run_number FROM (
+      SELECT r.run_number FROM production_runs AS r
+       WHERE r.production_id = ${request.productionId}::int
+         AND r.status = 'new'
+         AND EXISTS (SELECT 1 FROM productions AS pr WHERE pr.id = ${request.productionId}::int AND pr.status = 'active')
+         ${inDatasets}
+         ${parentFinished}
+       ORDER BY r.run_number
+       LIMIT ${sql.lit(bound)}
+       FOR UPDATE OF r SKIP LOCKED
+    ) AS c
+    LIMIT ${limit}::int`;
 }

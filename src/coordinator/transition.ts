@@ -1,4 +1,5 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { preparedSql } from '../db/prepared.js';
 import type { Database } from '../db/schema.js';
 import { HELD_STATUSES, type RunStatus } from './statuses.js';
 
@@ -97,7 +98,7 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
   const resetAttempts = request.resetAttempts === true;
   const newOwner = to === 'claimed' ? actor.sessionId : null;
 
-  const result = await sql<{ allowed: boolean; moved: number[] }>`
+  const result = await preparedSql<{ allowed: boolean; moved: number[] }>`
     WITH allowed AS (
       SELECT EXISTS (
         SELECT 1 FROM run_status_transitions WHERE from_status = ${from}::run_status AND to_status = ${to}::run_status

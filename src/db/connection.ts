@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { Kysely, PostgresDialect } from 'kysely';
+import { PreparingClient } from './prepared.js';
 import type { Database } from './schema.js';
 
 // int8 (counts, sums, byte sizes) as numbers: every value we keep fits in 2^53.
@@ -47,6 +48,8 @@ export function openDatabase(url: string, options: OpenOptions = {}): DatabaseHa
     max: options.max ?? 4,
     // A dead connection must not hang a query for ever: the server side keeps its own timeouts.
     keepAlive: true,
+    // Names the statements marked with preparedSql, so each connection plans them once.
+    Client: PreparingClient,
   });
   // Without a listener an error on an idle client crashes the process.
   pool.on('error', (error) => options.onIdleError?.(error));
