@@ -26,7 +26,7 @@ export async function readThroughput(db: Kysely<Database>, production: Productio
            count(*)::int AS last24,
            least(24, greatest(extract(epoch FROM now() - ${production.startedAt}::timestamptz) / 3600, 0.25))::float8 AS window_hours
       FROM production_runs
-     WHERE production_id = ${production.id} AND status = 'finished' AND finished_at > now() - interval '24 hours'`.execute(db);
+     WHERE production_id = ${production.id} AND is_finished AND finished_at > now() - interval '24 hours'`.execute(db);
   const { last15, last24, window_hours } = row.rows[0]!;
   const perHour15 = last15 * 4;
   const perHour24 = last24 / window_hours;
@@ -59,7 +59,7 @@ export async function readParentWait(db: Kysely<Database>, production: Productio
            count(*) FILTER (WHERE p.status IS NULL OR p.status = 'failed')::int AS parent_failed
       FROM production_runs AS c
       LEFT JOIN production_runs AS p ON p.production_id = ${production.parentId} AND p.run_number = c.run_number
-     WHERE c.production_id = ${production.id} AND c.status = 'new'`.execute(db);
+     WHERE c.production_id = ${production.id} AND c.is_new`.execute(db);
   const r = row.rows[0]!;
   return { parent: r.parent, waiting: r.waiting, parentFailed: r.parent_failed };
 }

@@ -75,7 +75,7 @@ function claimCandidates(request: ClaimRequest, parentId: number | null, limit: 
     SELECT c.run_number FROM (
       SELECT r.run_number FROM production_runs AS r
        WHERE r.production_id = ${request.productionId}::int
-         AND r.status = 'new'
+         AND r.is_new -- status = 'new', through the claimable index
          AND EXISTS (SELECT 1 FROM productions AS pr WHERE pr.id = ${request.productionId}::int AND pr.status = 'active')
          ${inDatasets}
          ${parentFinished}

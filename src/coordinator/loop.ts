@@ -510,7 +510,8 @@ export class OperatorLoop implements SnapshotSource {
       await sql`SELECT pg_advisory_xact_lock(hashtext(${'run-production staging ' + stagingDir}))`.execute(tx);
       const reserved = await sql<{ bytes: number }>`
         SELECT coalesce(sum(staged_bytes), 0)::bigint AS bytes FROM production_runs
-         WHERE status = 'downloading' AND starts_with(staged_path, ${stagingDir})`.execute(tx);
+         WHERE session_id IS NOT NULL -- downloads are held runs: read through the session index
+           AND status = 'downloading' AND starts_with(staged_path, ${stagingDir})`.execute(tx);
       const limitBytes = (space.totalBytes * this.options.spacelim) / 100;
       let projected = space.usedBytes + reserved.rows[0]!.bytes;
       const chosen: HeldRunDetail[] = [];
@@ -648,7 +649,7 @@ export class OperatorLoop implements SnapshotSource {
     const row = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM (
         SELECT 1 FROM production_runs AS r
-         WHERE r.production_id = ${this.production.id} AND r.status = 'new'
+         WHERE r.production_id = ${this.production.id} AND r.is_new
            AND (${datasets}::text[] IS NULL OR r.dataset = ANY(${datasets}::text[]))
            AND (${parent}::int IS NULL OR EXISTS (
                  SELECT 1 FROM production_runs AS p

@@ -40,7 +40,7 @@ export async function readSnapshotBase(db: Kysely<Database>, productionId: numbe
   const [counts, recent, sessions] = await Promise.all([
     readCounts(db, productionId),
     sql<{ n: number }>`SELECT count(*)::int AS n FROM production_runs
-                        WHERE production_id = ${productionId} AND status = 'finished'
+                        WHERE production_id = ${productionId} AND is_finished
                           AND finished_at > now() - make_interval(mins => ${RATE_WINDOW_MINUTES})`.execute(db),
     sql<OtherSessionRow>`
       SELECT s.id, s.user_name, s.host, s.started_at, extract(epoch FROM now() - s.heartbeat_at)::float8 AS age, s.lease_seconds,

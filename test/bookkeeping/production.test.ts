@@ -172,6 +172,21 @@ describe('commands on that production', () => {
     expect((await cli(['events', '--since', 'yesterday'])).code).toBe(64);
   });
 
+  it('events --session lists exactly what that session wrote, from its start to its end', async () => {
+    const [loop] = (await sql<{ id: string }>`SELECT id::text AS id FROM sessions WHERE production_id = 1 ORDER BY started_at LIMIT 1`.execute(db())).rows;
+    const expected = await db().selectFrom('events').select(['id']).where('session_id', '=', loop!.id).orderBy('id').execute();
+    expect(expected.length).toBeGreaterThan(12 * 6); // every run went through at least six statuses
+    const result = await cli(['events', '--session', loop!.id.slice(0, 8), '--json', '--limit', '10000']);
+    expect(result.code, result.stderr).toBe(0);
+    const events = result.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(events.map((e) => e.id)).toEqual(expected.map((e) => e.id));
+    expect(events[0].kind).toBe('session-start');
+    expect(events.at(-1).kind).toBe('session-end');
+    // The newest few by default, still only this session's.
+    const newest = JSON.parse((await cli(['events', '--session', loop!.id, '--json', '--limit', '1'])).stdout);
+    expect(newest).toMatchObject({ id: expected.at(-1)!.id, kind: 'session-end', session: loop!.id });
+  });
+
   it('validate finds a deleted output and --fix sends the run back to new', async () => {
     const clean = await cli(['validate', ...PROD]);
     expect(clean.code, clean.stdout + clean.stderr).toBe(0);

@@ -215,7 +215,7 @@ async function dryRun(context: Context, production: Production, settings: LoopOp
   const candidates = await sql<{ run_number: number; dataset: string; attempts: number; source: string | null; size_bytes: number | null }>`
     SELECT pr.run_number, pr.dataset, pr.attempts, r.source, r.size_bytes
       FROM production_runs AS pr JOIN runs AS r USING (run_number)
-     WHERE pr.production_id = ${production.id} AND pr.status = 'new'
+     WHERE pr.production_id = ${production.id} AND pr.is_new
        AND (${datasets}::text[] IS NULL OR pr.dataset = ANY(${datasets}::text[]))
        AND (${production.parentId}::int IS NULL OR EXISTS (
              SELECT 1 FROM production_runs AS p
