@@ -54,7 +54,7 @@ export async function measureThroughput(
       handles.map(async (h, i) => {
         const actor = { user: `shifter${i}`, sessionId: ids[i]! };
         while (Date.now() < deadline) {
-          const claim = await timeMs(() => claimRuns(h.db, { productionId, session: { id: actor.sessionId, user: actor.user }, limit: options.batch }));
+          const claim = await timeMs(() => claimRuns(h.db, { productionId, parentId: null, session: { id: actor.sessionId, user: actor.user }, limit: options.batch }));
           claimTimes.push(claim.ms);
           let runs = claim.value;
           if (runs.length === 0) return; // production exhausted

@@ -67,7 +67,7 @@ export async function tick(s: TickSession): Promise<number> {
   // Claim up to nproc + nprep held.
   held = await loadHeld(s);
   const want = s.nproc + s.nprep - held.length;
-  if (want > 0) await claimRuns(s.db, { productionId: s.productionId, session: { id: s.actor.sessionId, user: s.actor.user }, limit: want });
+  if (want > 0) await claimRuns(s.db, { productionId: s.productionId, parentId: null, session: { id: s.actor.sessionId, user: s.actor.user }, limit: want });
   // Downloads: claimed runs start in one batch; each arrives on its own.
   held = await loadHeld(s);
   const toDownload = held.filter((r) => r.status === 'claimed').map((r) => r.run);

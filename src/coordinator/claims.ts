@@ -9,6 +9,11 @@ export interface ClaimRequest {
   session: { id: string; user: string };
   /** Claim up to this many runs. */
   limit: number;
+  /**
+   * The production's parent (productions.parent_id, fixed when the production
+   * is made): a child production's run waits until its parent run finished.
+   */
+  parentId: number | null;
   /** Only runs of these datasets (all when empty or absent). */
   datasets?: readonly string[];
 }
@@ -20,31 +25,36 @@ export interface ClaimRequest {
  * production. With a production cap (max_running), admission is serialised
  * on the production row so that concurrent claims never exceed it. A child
  * production's run is claimable only once its parent run has finished.
+ *
+ * One statement, one round trip, in the usual case (no cap): under load every
+ * extra round trip is another wait for a CPU. Only when it claims nothing does
+ * it read the production, to tell "nothing left" from "capped".
  */
 export async function claimRuns(db: Kysely<Database>, request: ClaimRequest): Promise<number[]> {
   if (request.limit <= 0) return [];
-  const production = (
-    await preparedSql<{ status: string; max_running: number | null; parent_id: number | null }>`
-      SELECT status, max_running, parent_id FROM productions WHERE id = ${request.productionId}::int`.execute(db)
-  ).rows[0];
-  if (!production || production.status !== 'active') return [];
-  const claim = (executor: Kysely<Database>, limit: number) =>
+  const claim = (executor: Kysely<Database>, limit: number, uncappedOnly: boolean) =>
     transitionRuns(executor, {
       productionId: request.productionId,
       // The candidates are chosen and locked inside the transition statement itself.
-      runs: claimCandidates(request, production.parent_id, limit),
+      runs: claimCandidates(request, limit, uncappedOnly),
       from: 'new',
       to: 'claimed',
       owner: null,
       actor: { user: request.session.user, sessionId: request.session.id },
     });
-  if (production.max_running === null) return claim(db, request.limit);
+  const claimed = await claim(db, request.limit, true);
+  if (claimed.length > 0) return claimed;
+  const production = (
+    await preparedSql<{ status: string; max_running: number | null }>`
+      SELECT status, max_running FROM productions WHERE id = ${request.productionId}::int`.execute(db)
+  ).rows[0];
+  if (!production || production.status !== 'active' || production.max_running === null) return [];
   return db.transaction().execute(async (tx) => {
     // Serialise admission: every claim of this production waits here, then reads the counters.
     const locked = await tx.selectFrom('productions').select(['status', 'max_running']).where('id', '=', request.productionId).forUpdate().executeTakeFirst();
     if (!locked || locked.status !== 'active') return [];
     const room = locked.max_running === null ? request.limit : Math.min(request.limit, locked.max_running - (await inFlightCount(tx, request.productionId)));
-    return room > 0 ? claim(tx, room) : [];
+    return room > 0 ? claim(tx, room, false) : [];
   });
 }
 
@@ -62,21 +72,23 @@ export async function claimRuns(db: Kysely<Database>, request: ClaimRequest): Pr
  *    claim anew; the literal bounds its guess. Rows are locked only as the
  *    outer LIMIT pulls them, so no more than `limit` rows are ever locked.
  */
-function claimCandidates(request: ClaimRequest, parentId: number | null, limit: number) {
+function claimCandidates(request: ClaimRequest, limit: number, uncappedOnly: boolean) {
   const datasets = request.datasets?.length ? [...request.datasets] : null;
   const inDatasets = datasets ? sql`AND r.dataset = ANY(${datasets}::text[])` : sql``;
+  // Outside the admission lock only a production without a cap may be claimed from.
+  const uncapped = uncappedOnly ? sql`AND pr.max_running IS NULL` : sql``;
   const parentFinished =
-    parentId === null
+    request.parentId === null
       ? sql``
       : sql`AND EXISTS (SELECT 1 FROM production_runs AS p
-                         WHERE p.production_id = ${parentId}::int AND p.run_number = r.run_number AND p.status = 'finished')`;
+                         WHERE p.production_id = ${request.parentId}::int AND p.run_number = r.run_number AND p.status = 'finished')`;
   const bound = 2 ** Math.ceil(Math.log2(limit));
   return sql<{ run_number: number }>`
     SELECT c.run_number FROM (
       SELECT r.run_number FROM production_runs AS r
        WHERE r.production_id = ${request.productionId}::int
          AND r.is_new -- status = 'new', through the claimable index
-         AND EXISTS (SELECT 1 FROM productions AS pr WHERE pr.id = ${request.productionId}::int AND pr.status = 'active')
+         AND EXISTS (SELECT 1 FROM productions AS pr WHERE pr.id = ${request.productionId}::int AND pr.status = 'active' ${uncapped})
          ${inDatasets}
          ${parentFinished}
        ORDER BY r.run_number

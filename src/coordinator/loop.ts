@@ -391,6 +391,7 @@ export class OperatorLoop implements SnapshotSource {
     if (want <= 0) return;
     const claimed = await claimRuns(this.db, {
       productionId: this.production.id,
+      parentId: this.production.parentId,
       session: { id: this.sessionId, user: this.who.user },
       limit: want,
       datasets: this.options.datasets,

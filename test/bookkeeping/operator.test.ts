@@ -28,7 +28,7 @@ afterAll(async () => {
 /** Claims `runs` for a session and takes them to `submitted` with a local job id, as the loop does. */
 async function onGrid(productionId: number, sessionId: string, user: string, runs: number[]): Promise<void> {
   const actor = { user, sessionId };
-  expect(await claimRuns(db(), { productionId, session: { id: sessionId, user }, limit: runs.length })).toEqual(runs);
+  expect(await claimRuns(db(), { productionId, parentId: null, session: { id: sessionId, user }, limit: runs.length })).toEqual(runs);
   await transitionRuns(db(), { productionId, runs, from: 'claimed', to: 'staged', owner: sessionId, actor });
   await transitionRuns(db(), {
     productionId,
@@ -118,9 +118,9 @@ describe('pause, resume, limits, close', () => {
     expect(paused.stdout).toContain('switches v1 paused: disk full on /data.');
     expect((await cli(['pause', '--production', 'switches', '--reason', 'again'])).stdout).toContain('already paused');
     const sessionId = await startSession(db(), { user: 'bob', host: 'h', pid: 2, productionId, options: {}, leaseSeconds: 60 });
-    expect(await claimRuns(db(), { productionId, session: { id: sessionId, user: 'bob' }, limit: 3 })).toEqual([]);
+    expect(await claimRuns(db(), { productionId, parentId: null, session: { id: sessionId, user: 'bob' }, limit: 3 })).toEqual([]);
     expect((await cli(['resume', '--production', 'switches'])).code).toBe(0);
-    expect(await claimRuns(db(), { productionId, session: { id: sessionId, user: 'bob' }, limit: 1 })).toEqual([200]);
+    expect(await claimRuns(db(), { productionId, parentId: null, session: { id: sessionId, user: 'bob' }, limit: 1 })).toEqual([200]);
 
     expect((await cli(['limits', '--production', 'switches', '--max-running', '2'])).stdout).toContain('max-running none -> 2');
     expect((await db().selectFrom('productions').select('max_running').where('id', '=', productionId).executeTakeFirstOrThrow()).max_running).toBe(2);
@@ -145,7 +145,7 @@ describe('release', () => {
     const { productionId } = await seedProduction(db(), { runs: 4, firstRun: 300, type: 'releasing' });
     const sessionId = await startSession(db(), { user: 'carol', host: 'far-away', pid: 3, productionId, options: {}, leaseSeconds: 600 });
     await onGrid(productionId, sessionId, 'carol', [300, 301]);
-    expect(await claimRuns(db(), { productionId, session: { id: sessionId, user: 'carol' }, limit: 1 })).toEqual([302]);
+    expect(await claimRuns(db(), { productionId, parentId: null, session: { id: sessionId, user: 'carol' }, limit: 1 })).toEqual([302]);
 
     expect((await cli(['release', '--session', sessionId.slice(0, 6)])).code).toBe(64);
     const refused = await cli(['release', '--session', sessionId.slice(0, 8)]);
@@ -175,7 +175,7 @@ describe('release', () => {
   it('releases an expired session without --force', async () => {
     const { productionId } = await seedProduction(db(), { runs: 1, firstRun: 400, type: 'expired' });
     const sessionId = await startSession(db(), { user: 'dave', host: 'h', pid: 4, productionId, options: {}, leaseSeconds: 1 });
-    expect(await claimRuns(db(), { productionId, session: { id: sessionId, user: 'dave' }, limit: 1 })).toEqual([400]);
+    expect(await claimRuns(db(), { productionId, parentId: null, session: { id: sessionId, user: 'dave' }, limit: 1 })).toEqual([400]);
     await new Promise((r) => setTimeout(r, 1500));
     const released = await cli(['release', '--session', sessionId.slice(0, 12)]);
     expect(released.code, released.stderr).toBe(0);

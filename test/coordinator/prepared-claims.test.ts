@@ -36,7 +36,7 @@ describe('prepared claims and transitions', () => {
       const actor = { user: 'alice', sessionId: id };
       for (let i = 0; i < 12; i++) {
         // Different limits under one power of two share a statement text.
-        const runs = await claimRuns(handle.db, { productionId, session: { id, user: 'alice' }, limit: 5 + (i % 3) });
+        const runs = await claimRuns(handle.db, { productionId, parentId: null, session: { id, user: 'alice' }, limit: 5 + (i % 3) });
         expect(runs.length).toBe(5 + (i % 3));
         await transitionRuns(handle.db, { productionId, runs, from: 'claimed', to: 'downloading', owner: id, actor });
       }
@@ -62,8 +62,8 @@ describe('prepared claims and transitions', () => {
       const b = await session(second.db, productionId, 'bob');
       await first.db.transaction().execute(async (tx) => {
         // 3 runs under a bound of 4: the fourth must stay unlocked while this transaction is open.
-        expect(await claimRuns(tx, { productionId, session: { id: a, user: 'alice' }, limit: 3 })).toEqual([2000, 2001, 2002]);
-        expect(await claimRuns(second.db, { productionId, session: { id: b, user: 'bob' }, limit: 2 })).toEqual([2003, 2004]);
+        expect(await claimRuns(tx, { productionId, parentId: null, session: { id: a, user: 'alice' }, limit: 3 })).toEqual([2000, 2001, 2002]);
+        expect(await claimRuns(second.db, { productionId, parentId: null, session: { id: b, user: 'bob' }, limit: 2 })).toEqual([2003, 2004]);
       });
     } finally {
       await first.close();
@@ -78,7 +78,7 @@ describe('prepared claims and transitions', () => {
     const handle = openDatabase(database.url, { applicationName: 'prepared test off', max: 1 });
     try {
       const id = await session(handle.db, productionId);
-      expect(await claimRuns(handle.db, { productionId, session: { id, user: 'alice' }, limit: 2 })).toEqual([3000, 3001]);
+      expect(await claimRuns(handle.db, { productionId, parentId: null, session: { id, user: 'alice' }, limit: 2 })).toEqual([3000, 3001]);
       const named = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_prepared_statements`.execute(handle.db);
       expect(named.rows[0]!.n).toBe(0);
     } finally {

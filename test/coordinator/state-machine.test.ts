@@ -53,7 +53,7 @@ describe('the state machine', () => {
     const { productionId } = await seedProduction(db, { runs: 3, firstRun: 10 });
     const id = await session(db, productionId);
     const actor = { user: 'alice', sessionId: id };
-    expect(await claimRuns(db, { productionId, session: { id, user: 'alice' }, limit: 2 })).toEqual([10, 11]);
+    expect(await claimRuns(db, { productionId, parentId: null, session: { id, user: 'alice' }, limit: 2 })).toEqual([10, 11]);
     const path: RunStatus[] = ['claimed', 'downloading', 'staged', 'submitted', 'running', 'finished'];
     for (let i = 1; i < path.length; i++) {
       const moved = await transitionRuns(db, {
@@ -83,7 +83,7 @@ describe('the state machine', () => {
     const { productionId } = await seedProduction(db, { runs: 1, firstRun: 20 });
     const alice = await session(db, productionId);
     const bob = await session(db, productionId);
-    await claimRuns(db, { productionId, session: { id: alice, user: 'alice' }, limit: 1 });
+    await claimRuns(db, { productionId, parentId: null, session: { id: alice, user: 'alice' }, limit: 1 });
     const moved = await transitionRuns(db, { productionId, runs: [20], from: 'claimed', to: 'new', owner: bob, actor: { user: 'bob', sessionId: bob } });
     expect(moved).toEqual([]);
     const row = await db.selectFrom('production_runs').select(['status', 'session_id']).where('run_number', '=', 20).executeTakeFirstOrThrow();
@@ -94,7 +94,7 @@ describe('the state machine', () => {
     const { db } = database.handle;
     const { productionId } = await seedProduction(db, { runs: 4, firstRun: 30 });
     const stale = await session(db, productionId, 1);
-    const claimed = await claimRuns(db, { productionId, session: { id: stale, user: 'carol' }, limit: 4 });
+    const claimed = await claimRuns(db, { productionId, parentId: null, session: { id: stale, user: 'carol' }, limit: 4 });
     expect(claimed).toHaveLength(4);
     await transitionRuns(db, { productionId, runs: [30], from: 'claimed', to: 'downloading', owner: stale, actor: { user: 'carol', sessionId: stale } });
     await sql`UPDATE sessions SET heartbeat_at = now() - interval '5 seconds' WHERE id = ${stale}::uuid`.execute(db);
@@ -108,7 +108,7 @@ describe('the state machine', () => {
     expect(moved).toEqual([]);
     // Bob claims them now; the stale session still cannot touch them.
     const bob = await session(db, productionId);
-    expect(await claimRuns(db, { productionId, session: { id: bob, user: 'bob' }, limit: 4 })).toEqual([30, 31, 32, 33]);
+    expect(await claimRuns(db, { productionId, parentId: null, session: { id: bob, user: 'bob' }, limit: 4 })).toEqual([30, 31, 32, 33]);
     expect(await transitionRuns(db, { productionId, runs: [30, 31], from: 'claimed', to: 'new', owner: stale, actor: { user: 'carol', sessionId: stale } })).toEqual([]);
     const events = await db.selectFrom('events').select(['kind', 'message']).where('production_id', '=', productionId).where('to_status', '=', 'new').execute();
     expect(events).toHaveLength(4);
@@ -130,7 +130,7 @@ describe('claims', () => {
         try {
           const id = await session(own.db, productionId);
           for (;;) {
-            const got = await claimRuns(own.db, { productionId, session: { id, user: `user${i}` }, limit: 25 });
+            const got = await claimRuns(own.db, { productionId, parentId: null, session: { id, user: `user${i}` }, limit: 25 });
             if (got.length === 0) break;
             for (const run of got) {
               expect(claimedBy.has(run)).toBe(false);
@@ -159,7 +159,7 @@ describe('claims', () => {
         try {
           const id = await session(own.db, productionId);
           let total = 0;
-          for (let i = 0; i < 5; i++) total += (await claimRuns(own.db, { productionId, session: { id, user: 'u' }, limit: 3 })).length;
+          for (let i = 0; i < 5; i++) total += (await claimRuns(own.db, { productionId, parentId: null, session: { id, user: 'u' }, limit: 3 })).length;
           return total;
         } finally {
           await own.close();
@@ -174,7 +174,7 @@ describe('claims', () => {
     const { db } = database.handle;
     const { productionId } = await seedProduction(db, { runs: 30, firstRun: 400_000, datasets: ['A', 'B', 'C'] });
     const id = await session(db, productionId);
-    const got = await claimRuns(db, { productionId, session: { id, user: 'u' }, limit: 100, datasets: ['B'] });
+    const got = await claimRuns(db, { productionId, parentId: null, session: { id, user: 'u' }, limit: 100, datasets: ['B'] });
     expect(got).toHaveLength(10);
     expect([...got].sort((a, b) => a - b)).toEqual(got);
     const rows = await db.selectFrom('production_runs').select('dataset').where('production_id', '=', productionId).where('status', '=', 'claimed').execute();
@@ -186,6 +186,6 @@ describe('claims', () => {
     const { productionId } = await seedProduction(db, { runs: 5, firstRun: 500_000 });
     await db.updateTable('productions').set({ status: 'paused' }).where('id', '=', productionId).execute();
     const id = await session(db, productionId);
-    expect(await claimRuns(db, { productionId, session: { id, user: 'u' }, limit: 5 })).toEqual([]);
+    expect(await claimRuns(db, { productionId, parentId: null, session: { id, user: 'u' }, limit: 5 })).toEqual([]);
   });
 });

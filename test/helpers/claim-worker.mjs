@@ -9,7 +9,7 @@ const handle = openDatabase(url, { max: 1 });
 const id = await startSession(handle.db, { user: `worker${process.pid}`, host: 'test', pid: process.pid, productionId: Number(productionId), options: {}, leaseSeconds: 60 });
 const got = [];
 for (;;) {
-  const runs = await claimRuns(handle.db, { productionId: Number(productionId), session: { id, user: 'worker' }, limit: Number(batch) });
+  const runs = await claimRuns(handle.db, { productionId: Number(productionId), parentId: null, session: { id, user: 'worker' }, limit: Number(batch) });
   if (runs.length === 0) break;
   got.push(...runs);
 }
