@@ -88,11 +88,14 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
     ? sql`SELECT c.run_number, NULL::text AS job_id, NULL::int AS exit_code, NULL::text AS last_error, NULL::text AS staged_path,
                  NULL::bigint AS staged_bytes, NULL::jsonb AS outputs, NULL::bigint AS output_bytes, NULL::text AS message
             FROM (${selected}) AS c`
-    : sql`SELECT * FROM unnest(
-        ${runNumbers}::int[], ${col((u) => u.jobId)}::text[], ${col((u) => u.exitCode)}::int[],
-        ${col((u) => u.lastError)}::text[], ${col((u) => u.stagedPath)}::text[], ${col((u) => u.stagedBytes)}::bigint[],
-        ${col((u) => (u.outputs ? JSON.stringify(u.outputs) : undefined))}::jsonb[], ${col((u) => u.outputBytes)}::bigint[],
-        ${col((u) => u.message)}::text[]
+    : // Each array behind a scalar subquery, so that the planner cannot count its elements: then a
+      // plan for one run costs what a plan for many does, and the server keeps one generic plan for
+      // every batch size. Seeing a one-run array, it would plan every small move anew (see preparedSql).
+      sql`SELECT * FROM unnest(
+        (SELECT ${runNumbers}::int[]), (SELECT ${col((u) => u.jobId)}::text[]), (SELECT ${col((u) => u.exitCode)}::int[]),
+        (SELECT ${col((u) => u.lastError)}::text[]), (SELECT ${col((u) => u.stagedPath)}::text[]), (SELECT ${col((u) => u.stagedBytes)}::bigint[]),
+        (SELECT ${col((u) => (u.outputs ? JSON.stringify(u.outputs) : undefined))}::jsonb[]), (SELECT ${col((u) => u.outputBytes)}::bigint[]),
+        (SELECT ${col((u) => u.message)}::text[])
       ) AS i (run_number, job_id, exit_code, last_error, staged_path, staged_bytes, outputs, output_bytes, message)`;
   const attemptDelta = request.countAttempt ? 1 : 0;
   const resetAttempts = request.resetAttempts === true;
