@@ -53,6 +53,27 @@ describe('prepared claims and transitions', () => {
     }
   });
 
+  it('keeps the generic plan for moves of one run too (the loop moves single runs as downloads end)', async () => {
+    const { productionId } = await seedProduction(database.handle.db, { runs: 12, firstRun: 1500 });
+    const setup = await session(database.handle.db, productionId);
+    const runs = await claimRuns(database.handle.db, { productionId, parentId: null, session: { id: setup, user: 'alice' }, limit: 12 });
+    const handle = openDatabase(database.url, { applicationName: 'prepared test single', max: 1 });
+    try {
+      const actor = { user: 'alice', sessionId: setup };
+      for (const run of runs) {
+        expect(await transitionRuns(handle.db, { productionId, runs: [{ run, stagedPath: `/stage/${run}` }], from: 'claimed', to: 'downloading', owner: setup, actor })).toEqual([run]);
+      }
+      const [move] = (
+        await sql<{ generic_plans: number; custom_plans: number }>`
+          SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%unnest(%'`.execute(handle.db)
+      ).rows;
+      expect(move!.generic_plans).toBe(12 - 5);
+      expect(move!.custom_plans).toBe(5);
+    } finally {
+      await handle.close();
+    }
+  });
+
   it('locks no more runs than it claims, so a concurrent claim gets the very next ones', async () => {
     const { productionId } = await seedProduction(database.handle.db, { runs: 10, firstRun: 2000 });
     const first = openDatabase(database.url, { applicationName: 'prepared test A', max: 1 });
