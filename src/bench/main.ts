@@ -23,30 +23,34 @@ import { tick } from './tick.js';
  * database. Prints a table and writes bench-results.json. A few minutes on two
  * cores; never part of `npm test`.
  *
- *   node dist/bench/main.js [--database URL] [--out FILE] [--quick] [--batch N]
+ *   node dist/bench/main.js [--database URL] [--out FILE] [--quick] [--batch N[,N...]]
  */
 
 interface Args {
   database?: string;
   out: string;
   quick: boolean;
-  /** Runs a session moves per statement (the loop moves as many as it has at hand). */
-  batch: number;
+  /**
+   * Runs a session claims and moves per statement, one throughput table for
+   * each: the loop claims up to --nproc + --nprep runs at once, so 10 is a
+   * session with the default options and 100 one with --nproc 90.
+   */
+  batches: number[];
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { out: 'bench-results.json', quick: false, batch: 10 };
+  const args: Args = { out: 'bench-results.json', quick: false, batches: [10, 100] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--database') args.database = argv[++i];
     else if (arg === '--out') args.out = argv[++i]!;
     else if (arg === '--quick') args.quick = true;
     else if (arg === '--batch') {
-      args.batch = Number(argv[++i]);
-      if (!Number.isInteger(args.batch) || args.batch <= 0) throw new Error('--batch takes a positive whole number');
+      args.batches = (argv[++i] ?? '').split(',').map(Number);
+      if (!args.batches.every((b) => Number.isInteger(b) && b > 0)) throw new Error('--batch takes positive whole numbers, comma-separated (--batch 10,100)');
     }
     else if (arg === '--help') {
-      console.log('usage: node dist/bench/main.js [--database URL] [--out FILE] [--quick] [--batch N]');
+      console.log('usage: node dist/bench/main.js [--database URL] [--out FILE] [--quick] [--batch N[,N...]]');
       process.exit(0);
     } else throw new Error(`unknown argument ${arg}`);
   }
@@ -99,12 +103,15 @@ async function main(): Promise<void> {
 
     const throughput: ThroughputResult[] = [];
     const runs = args.quick ? 20_000 : 100_000;
-    for (const [i, sessions] of [1, 4, 16, 32].entries()) {
-      log(`throughput: ${sessions} session(s) on a ${runs}-run production`);
-      throughput.push(
-        await measureThroughput(database.url, admin.db, { sessions, runs, firstRun: 10_000_000 + i * 1_000_000, batch: args.batch, maxSeconds: args.quick ? 5 : 12 }),
-      );
-      await sql`VACUUM ANALYZE`.execute(admin.db);
+    let next = 0;
+    for (const batch of args.batches) {
+      for (const sessions of [1, 4, 16, 32]) {
+        log(`throughput: ${sessions} session(s) on a ${runs}-run production, batches of ${batch}`);
+        throughput.push(
+          await measureThroughput(database.url, admin.db, { sessions, runs, firstRun: 10_000_000 + next++ * 1_000_000, batch, maxSeconds: args.quick ? 5 : 12 }),
+        );
+        await sql`VACUUM ANALYZE`.execute(admin.db);
+      }
     }
 
     const sizes = args.quick ? [10_000, 100_000] : [10_000, 100_000, 1_000_000];
@@ -171,8 +178,8 @@ function printTable(r: {
   rows.push(['Database', `PostgreSQL ${m.postgres}, synchronous_commit=${m.synchronousCommit}, shared_buffers=${m.sharedBuffers}; Node ${m.node}`, '']);
   rows.push(['Physical limit', `${r.physicalLimit.commitsPerSecond} single-row UPDATE … RETURNING commits/s (16 connections)`, '']);
   for (const t of r.throughput) {
-    rows.push([`Throughput, ${t.sessions} session(s)`, `${t.runsPerSecond} runs/s new→finished (${t.runsFinished} runs in ${t.seconds} s, batches of ${t.batch})`, t.sessions === 16 ? '≥ 5,000' : '']);
-    rows.push([`Claim latency, ${t.sessions} session(s)`, `p50 ${t.claimP50Ms} ms, p99 ${t.claimP99Ms} ms (${t.claims} claims)`, t.sessions === 32 ? 'p99 < 20 ms' : '']);
+    rows.push([`Throughput, ${t.sessions} session(s), batches of ${t.batch}`, `${t.runsPerSecond} runs/s new→finished (${t.runsFinished} runs in ${t.seconds} s)`, t.sessions === 16 ? '≥ 5,000' : '']);
+    rows.push([`Claim latency, ${t.sessions} session(s), batches of ${t.batch}`, `p50 ${t.claimP50Ms} ms, p99 ${t.claimP99Ms} ms (${t.claims} claims)`, t.sessions === 32 ? 'p99 < 20 ms' : '']);
   }
   for (const c of r.reads) {
     rows.push([`status (readCounts), ${c.runs.toLocaleString('en')} runs`, `${c.statusMs} ms (median)`, c.runs === 1_000_000 ? '< 20 ms' : '']);
