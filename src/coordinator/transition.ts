@@ -82,24 +82,21 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
     return [];
   }
   const updates = list.map((r) => (typeof r === 'number' ? { run: r } : r));
-  const col = <T>(pick: (u: RunUpdate) => T | undefined): (T | null)[] => updates.map((u) => pick(u) ?? null);
-  const runNumbers = updates.map((u) => u.run);
+  // Only the per-run values some run carries travel, and the SET list names only the columns this
+  // move writes: the server initialises every expression of a statement on each execution.
+  const carried = PER_RUN_VALUES.filter((v) => updates.some((u) => u[v.field] !== undefined));
+  const withMessages = updates.some((u) => u.message !== undefined);
+  const inputColumns = [...carried.map((v) => v.column), ...(withMessages ? ['message'] : [])];
   const input = selected
-    ? sql`SELECT c.run_number, NULL::text AS job_id, NULL::int AS exit_code, NULL::text AS last_error, NULL::text AS staged_path,
-                 NULL::bigint AS staged_bytes, NULL::jsonb AS outputs, NULL::bigint AS output_bytes, NULL::text AS message
-            FROM (${selected}) AS c`
+    ? sql`SELECT c.run_number FROM (${selected}) AS c`
     : // Each array behind a scalar subquery, so that the planner cannot count its elements: then a
       // plan for one run costs what a plan for many does, and the server keeps one generic plan for
       // every batch size. Seeing a one-run array, it would plan every small move anew (see preparedSql).
-      sql`SELECT * FROM unnest(
-        (SELECT ${runNumbers}::int[]), (SELECT ${col((u) => u.jobId)}::text[]), (SELECT ${col((u) => u.exitCode)}::int[]),
-        (SELECT ${col((u) => u.lastError)}::text[]), (SELECT ${col((u) => u.stagedPath)}::text[]), (SELECT ${col((u) => u.stagedBytes)}::bigint[]),
-        (SELECT ${col((u) => (u.outputs ? JSON.stringify(u.outputs) : undefined))}::jsonb[]), (SELECT ${col((u) => u.outputBytes)}::bigint[]),
-        (SELECT ${col((u) => u.message)}::text[])
-      ) AS i (run_number, job_id, exit_code, last_error, staged_path, staged_bytes, outputs, output_bytes, message)`;
-  const attemptDelta = request.countAttempt ? 1 : 0;
-  const resetAttempts = request.resetAttempts === true;
-  const newOwner = to === 'claimed' ? actor.sessionId : null;
+      sql`SELECT * FROM unnest(${sql.join([
+        sql`(SELECT ${updates.map((u) => u.run)}::int[])`,
+        ...carried.map((v) => sql`(SELECT ${updates.map((u) => parameter(v, u))}::${sql.raw(v.type)}[])`),
+        ...(withMessages ? [sql`(SELECT ${updates.map((u) => u.message ?? null)}::text[])`] : []),
+      ])}) AS i (${sql.raw(['run_number', ...inputColumns].join(', '))})`;
 
   const result = await preparedSql<{ allowed: boolean; moved: number[] }>`
     WITH allowed AS (
@@ -109,43 +106,19 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
     ),
     input AS (${input}),
     moved AS (
-      UPDATE production_runs AS r SET
-        status = ${to}::run_status,
-        status_changed_at = now(),
-        session_id = CASE
-          WHEN ${to}::run_status = 'claimed' THEN ${newOwner}::uuid
-          WHEN ${to}::run_status IN ('new', 'finished', 'failed') THEN NULL
-          ELSE r.session_id END,
-        claimed_by = CASE
-          WHEN ${to}::run_status = 'claimed' THEN ${actor.user}::text
-          WHEN ${to}::run_status = 'new' THEN NULL
-          ELSE r.claimed_by END,
-        attempts = CASE WHEN ${resetAttempts} THEN 0 ELSE r.attempts + ${attemptDelta}::int END,
-        claimed_at = CASE WHEN ${to}::run_status = 'claimed' THEN now() ELSE r.claimed_at END,
-        submitted_at = CASE WHEN ${to}::run_status = 'submitted' THEN now() ELSE r.submitted_at END,
-        started_at = CASE WHEN ${to}::run_status = 'running' THEN now()
-                          WHEN ${to}::run_status = 'claimed' THEN NULL ELSE r.started_at END,
-        finished_at = CASE WHEN ${to}::run_status IN ('finished', 'failed') THEN now()
-                           WHEN ${to}::run_status = 'new' THEN NULL ELSE r.finished_at END,
-        job_id = coalesce(i.job_id, CASE WHEN ${to}::run_status = 'claimed' THEN NULL ELSE r.job_id END),
-        exit_code = coalesce(i.exit_code, CASE WHEN ${to}::run_status = 'claimed' THEN NULL ELSE r.exit_code END),
-        last_error = coalesce(i.last_error, CASE WHEN ${to}::run_status = 'finished' THEN NULL ELSE r.last_error END),
-        staged_path = coalesce(i.staged_path, CASE WHEN ${to}::run_status IN ('new', 'finished', 'failed') THEN NULL ELSE r.staged_path END),
-        staged_bytes = coalesce(i.staged_bytes, CASE WHEN ${to}::run_status = 'new' THEN NULL ELSE r.staged_bytes END),
-        outputs = coalesce(i.outputs, CASE WHEN ${to}::run_status = 'new' THEN NULL ELSE r.outputs END),
-        output_bytes = coalesce(i.output_bytes, CASE WHEN ${to}::run_status = 'new' THEN NULL ELSE r.output_bytes END)
+      UPDATE production_runs AS r SET ${sql.join(assignments(request, carried))}
       FROM input AS i, allowed
       WHERE allowed.ok
         AND r.production_id = ${productionId}
         AND r.run_number = i.run_number
         AND r.status = ${from}::run_status
         AND r.session_id IS NOT DISTINCT FROM ${owner}::uuid
-      RETURNING r.run_number, i.message
+      RETURNING r.run_number${withMessages ? sql`, i.message` : sql``}
     ),
     logged AS (
       INSERT INTO events (production_id, run_number, session_id, user_name, from_status, to_status, kind, message)
       SELECT ${productionId}, m.run_number, ${actor.sessionId}::uuid, ${actor.user}, ${from}::run_status, ${to}::run_status,
-             'transition', coalesce(m.message, ${request.message ?? null}::text)
+             'transition', ${withMessages ? sql`coalesce(m.message, ${request.message ?? null}::text)` : sql`${request.message ?? null}::text`}
         FROM moved AS m
     )
     SELECT (SELECT ok FROM allowed) AS allowed,
@@ -154,6 +127,56 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
   const row = result.rows[0]!;
   if (!row.allowed) throw new ForbiddenTransitionError(from, to);
   return row.moved;
+}
+
+/**
+ * Per-run values a move may carry, and the moves that clear each column when
+ * a run carries no value for it (a claim starts a clean attempt; a run back
+ * at `new` forgets where it was staged and what it produced).
+ */
+interface PerRunValue {
+  field: Exclude<keyof RunUpdate, 'run' | 'message'>;
+  column: string;
+  type: 'text' | 'int' | 'bigint' | 'jsonb';
+  clearedBy: readonly RunStatus[];
+}
+
+const PER_RUN_VALUES: readonly PerRunValue[] = [
+  { field: 'jobId', column: 'job_id', type: 'text', clearedBy: ['claimed'] },
+  { field: 'exitCode', column: 'exit_code', type: 'int', clearedBy: ['claimed'] },
+  { field: 'lastError', column: 'last_error', type: 'text', clearedBy: ['finished'] },
+  { field: 'stagedPath', column: 'staged_path', type: 'text', clearedBy: ['new', 'finished', 'failed'] },
+  { field: 'stagedBytes', column: 'staged_bytes', type: 'bigint', clearedBy: ['new'] },
+  { field: 'outputs', column: 'outputs', type: 'jsonb', clearedBy: ['new'] },
+  { field: 'outputBytes', column: 'output_bytes', type: 'bigint', clearedBy: ['new'] },
+];
+
+function parameter(value: PerRunValue, update: RunUpdate): unknown {
+  const given = update[value.field];
+  if (given === undefined) return null;
+  return value.type === 'jsonb' ? JSON.stringify(given) : given;
+}
+
+/** The SET list of a move to `to`: what every such move writes, then the per-run values. */
+function assignments(request: TransitionRequest, carried: readonly PerRunValue[]) {
+  const { to, actor } = request;
+  const set = [sql`status = ${to}::run_status`, sql`status_changed_at = now()`];
+  if (to === 'claimed') {
+    set.push(sql`session_id = ${actor.sessionId}::uuid`, sql`claimed_by = ${actor.user}::text`, sql`claimed_at = now()`, sql`started_at = NULL`);
+  }
+  if (to === 'new') set.push(sql`session_id = NULL`, sql`claimed_by = NULL`, sql`finished_at = NULL`);
+  if (to === 'finished' || to === 'failed') set.push(sql`session_id = NULL`, sql`finished_at = now()`);
+  if (to === 'submitted') set.push(sql`submitted_at = now()`);
+  if (to === 'running') set.push(sql`started_at = now()`);
+  if (request.resetAttempts) set.push(sql`attempts = 0`);
+  else if (request.countAttempt) set.push(sql`attempts = r.attempts + 1`);
+  for (const v of PER_RUN_VALUES) {
+    const cleared = v.clearedBy.includes(to);
+    const column = sql.raw(v.column);
+    if (carried.includes(v)) set.push(sql`${column} = coalesce(i.${column}, ${cleared ? sql`NULL` : sql`r.${column}`})`);
+    else if (cleared) set.push(sql`${column} = NULL`);
+  }
+  return set;
 }
 
 function isRawBuilder(value: unknown): value is RawBuilder<{ run_number: number }> {

@@ -78,6 +78,45 @@ describe('the state machine', () => {
     for (const { status, n } of truth.rows) expect(counts.counts[status as RunStatus]).toBe(n);
   });
 
+  it('writes and clears each column the way each move says: a failed attempt, a retry, a finish', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 1, firstRun: 15 });
+    const id = await session(db, productionId);
+    const actor = { user: 'alice', sessionId: id };
+    const row = () => db.selectFrom('production_runs').selectAll().where('production_id', '=', productionId).where('run_number', '=', 15).executeTakeFirstOrThrow();
+    const move = (from: RunStatus, to: RunStatus, update: Record<string, unknown> = {}, extra: { countAttempt?: boolean; message?: string } = {}) =>
+      transitionRuns(db, { productionId, runs: [{ run: 15, ...update }], from, to, owner: to === 'claimed' ? null : id, actor, ...extra });
+
+    expect(await claimRuns(db, { productionId, parentId: null, session: { id, user: 'alice' }, limit: 1 })).toEqual([15]);
+    await move('claimed', 'downloading', { stagedPath: '/stage/15', stagedBytes: 100 });
+    await move('downloading', 'staged');
+    await move('staged', 'submitted', { jobId: 'slurm:7' });
+    await move('submitted', 'running');
+    expect(await row()).toMatchObject({ status: 'running', staged_path: '/stage/15', staged_bytes: 100, job_id: 'slurm:7', attempts: 0 });
+    expect((await row()).started_at).not.toBeNull();
+
+    await move('running', 'new', { exitCode: 3, lastError: 'exit code 3' }, { countAttempt: true, message: 'attempt 1/3 failed: exit code 3' });
+    const failed = await row();
+    expect(failed).toMatchObject({ status: 'new', session_id: null, claimed_by: null, attempts: 1, exit_code: 3, last_error: 'exit code 3', job_id: 'slurm:7' });
+    expect(failed).toMatchObject({ staged_path: null, staged_bytes: null, outputs: null, output_bytes: null, finished_at: null });
+
+    expect(await claimRuns(db, { productionId, parentId: null, session: { id, user: 'alice' }, limit: 1 })).toEqual([15]);
+    const retried = await row();
+    // A new attempt starts clean of the last job, but remembers why the last one failed.
+    expect(retried).toMatchObject({ status: 'claimed', session_id: id, claimed_by: 'alice', job_id: null, exit_code: null, started_at: null, last_error: 'exit code 3' });
+
+    await move('claimed', 'downloading', { stagedPath: '/stage/15' });
+    await move('downloading', 'staged', { stagedBytes: 100 });
+    await move('staged', 'submitted', { jobId: 'slurm:8' });
+    await move('submitted', 'finished', { outputs: { tree: '/out/15.root' }, outputBytes: 2048, exitCode: 0 }, { countAttempt: true });
+    const done = await row();
+    expect(done).toMatchObject({ status: 'finished', session_id: null, claimed_by: 'alice', attempts: 2, job_id: 'slurm:8', exit_code: 0 });
+    expect(done).toMatchObject({ outputs: { tree: '/out/15.root' }, output_bytes: 2048, last_error: null, staged_path: null, staged_bytes: 100 });
+    expect(done.finished_at).not.toBeNull();
+    const messages = await db.selectFrom('events').select('message').where('production_id', '=', productionId).where('to_status', '=', 'new').execute();
+    expect(messages.map((m) => m.message)).toEqual(['attempt 1/3 failed: exit code 3']);
+  });
+
   it('does not let a session touch a run it does not hold', async () => {
     const { db } = database.handle;
     const { productionId } = await seedProduction(db, { runs: 1, firstRun: 20 });
