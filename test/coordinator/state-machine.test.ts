@@ -117,6 +117,18 @@ describe('the state machine', () => {
     expect(messages.map((m) => m.message)).toEqual(['attempt 1/3 failed: exit code 3']);
   });
 
+  it('counts a status changed by hand in SQL as well as the moves of the state machine', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 6, firstRun: 600 });
+    const id = await session(db, productionId);
+    await claimRuns(db, { productionId, parentId: null, session: { id, user: 'alice' }, limit: 4 });
+    // What a coordinator might type in psql: no state machine, no setting.
+    await sql`UPDATE production_runs SET status = 'failed', session_id = NULL WHERE production_id = ${productionId} AND run_number IN (600, 601)`.execute(db);
+    await sql`UPDATE production_runs SET last_error = 'checked by hand' WHERE production_id = ${productionId} AND run_number = 605`.execute(db);
+    const counts = await readCounts(db, productionId);
+    expect(counts.counts).toMatchObject({ new: 2, claimed: 2, failed: 2 });
+  });
+
   it('does not let a session touch a run it does not hold', async () => {
     const { db } = database.handle;
     const { productionId } = await seedProduction(db, { runs: 1, firstRun: 20 });
