@@ -16,7 +16,7 @@ import {
 import { validateOutputs } from '../outputs/validate.js';
 import type { Production } from './productions.js';
 import type { HeldRun } from './sessions.js';
-import { transitionRuns, type Actor } from './transition.js';
+import { transitionRuns, type Actor, type RunUpdate } from './transition.js';
 
 /** What the loop knows of a run it holds: the held run plus its catalogue entry. */
 export interface HeldRunDetail extends HeldRun {
@@ -109,43 +109,50 @@ export type JobOutcome =
   | { kind: 'retry' | 'failed'; run: number; exitCode: number | null; error: string; attempt: number }
   | { kind: 'lost-ownership'; run: number };
 
+/** What judging an ended job decided, its files already dealt with; recordJudgements writes it down. */
+export interface Judgement {
+  run: HeldRunDetail;
+  to: 'finished' | 'new' | 'failed';
+  update: RunUpdate;
+  outcome: Exclude<JobOutcome, { kind: 'lost-ownership' }>;
+}
+
 /**
- * Judges an ended job: exit 0 and valid outputs → finished (the staged input is
- * deleted). Otherwise the attempt's logs are kept under names with the attempt
- * number, its other outputs (partial) are removed, and the run goes back to
- * `new` with the attempt counted, or to `failed` once attempts are used up.
+ * Judges an ended job: exit 0 and valid outputs → finished. Otherwise the
+ * attempt's logs are kept under names with the attempt number, its other
+ * outputs (partial) are removed, and the run is to go back to `new` with the
+ * attempt counted, or to `failed` once attempts are used up. Only files are
+ * touched here: recordJudgements moves the runs, many in one statement.
  */
-export async function judgeEndedJob(
+export async function assessEndedJob(
   context: JobContext,
   run: HeldRunDetail,
   state: Extract<JobState, { state: 'done' } | { state: 'lost' }>,
-): Promise<JobOutcome> {
+): Promise<Judgement> {
   const { production } = context;
   const config = production.config;
   const id = identity(context, run);
   const outputs = outputPaths(config, id);
   const logs = logPaths(config, outputs, id);
   const attempt = run.attempts + 1;
-  const from = run.status;
   await removeStatusTemps(statusFilePath(config, id, attempt));
   let exitCode: number | null = state.state === 'done' ? state.exitCode : null;
   let error: string;
   if (state.state === 'done' && state.exitCode === 0) {
     const validation = await validateOutputs(outputs);
     if (validation.ok) {
-      const moved = await transitionRuns(context.db, {
-        productionId: production.id,
-        runs: [{ run: run.run, outputs, outputBytes: validation.bytes, exitCode: 0 }],
-        from,
+      return {
+        run,
         to: 'finished',
-        owner: context.actor.sessionId,
-        actor: context.actor,
-        countAttempt: true,
-        message: `finished${state.host ? ` on ${state.host}` : ''}, attempt ${attempt}, ${validation.bytes} bytes of output`,
-      });
-      if (moved.length === 0) return { kind: 'lost-ownership', run: run.run };
-      await removeStagedInput(production, run.stagedPath);
-      return { kind: 'finished', run: run.run, host: state.host };
+        update: {
+          run: run.run,
+          outputs,
+          outputBytes: validation.bytes,
+          exitCode: 0,
+          message: `finished${state.host ? ` on ${state.host}` : ''}, attempt ${attempt}, ${validation.bytes} bytes of output`,
+        },
+        outcome: { kind: 'finished', run: run.run, host: state.host },
+      };
     }
     error = `exit 0 but outputs not valid: ${validation.problems.join('; ')}`;
   } else if (state.state === 'lost') {
@@ -161,19 +168,63 @@ export async function judgeEndedJob(
     if (!(LOG_OUTPUTS as readonly string[]).includes(name)) await rm(path, { force: true });
   }
   const to = attempt >= production.maxAttempts ? 'failed' : 'new';
-  const moved = await transitionRuns(context.db, {
-    productionId: production.id,
-    runs: [{ run: run.run, exitCode: exitCode ?? undefined, lastError: error.slice(0, 4000) }],
-    from,
+  return {
+    run,
     to,
-    owner: context.actor.sessionId,
-    actor: context.actor,
-    countAttempt: true,
-    message: `attempt ${attempt}/${production.maxAttempts} failed${state.state === 'done' && state.host ? ` on ${state.host}` : ''}: ${error.split('\n')[0]!.slice(0, 300)}`,
+    update: {
+      run: run.run,
+      exitCode: exitCode ?? undefined,
+      lastError: error.slice(0, 4000),
+      message: `attempt ${attempt}/${production.maxAttempts} failed${state.state === 'done' && state.host ? ` on ${state.host}` : ''}: ${error.split('\n')[0]!.slice(0, 300)}`,
+    },
+    outcome: { kind: to === 'failed' ? 'failed' : 'retry', run: run.run, exitCode, error, attempt },
+  };
+}
+
+/**
+ * Records judged jobs: one transition per (from, to) pair for all of them,
+ * each run with its own values and event message, the attempt counted. A run
+ * this session no longer holds is left alone and reported as lost-ownership.
+ *
+ * The staged inputs are deleted inside the transaction, after the runs are
+ * locked and seen to be still ours, and before the moves commit: a session
+ * killed in between leaves runs it still holds (whoever reaps or adopts them
+ * judges the job again, without needing the input), never a finished run
+ * whose input nobody will delete.
+ */
+export async function recordJudgements(context: JobContext, judgements: readonly Judgement[]): Promise<JobOutcome[]> {
+  const groups = new Map<string, Judgement[]>();
+  for (const j of judgements) {
+    const key = `${j.run.status}>${j.to}`;
+    groups.set(key, [...(groups.get(key) ?? []), j]);
+  }
+  const moved = await context.db.transaction().execute(async (tx) => {
+    const ours = await tx
+      .selectFrom('production_runs')
+      .select('run_number')
+      .where('production_id', '=', context.production.id)
+      .where('run_number', 'in', judgements.map((j) => j.run.run))
+      .where('session_id', '=', context.actor.sessionId)
+      .forUpdate()
+      .execute();
+    const held = new Set(ours.map((r) => r.run_number));
+    for (const j of judgements) if (held.has(j.run.run)) await removeStagedInput(context.production, j.run.stagedPath);
+    const moved = new Set<number>();
+    for (const group of groups.values()) {
+      const runs = await transitionRuns(tx, {
+        productionId: context.production.id,
+        runs: group.map((j) => j.update),
+        from: group[0]!.run.status,
+        to: group[0]!.to,
+        owner: context.actor.sessionId,
+        actor: context.actor,
+        countAttempt: true,
+      });
+      for (const run of runs) moved.add(run);
+    }
+    return moved;
   });
-  if (moved.length === 0) return { kind: 'lost-ownership', run: run.run };
-  await removeStagedInput(production, run.stagedPath);
-  return { kind: to === 'failed' ? 'failed' : 'retry', run: run.run, exitCode, error, attempt };
+  return judgements.map((j) => (moved.has(j.run.run) ? j.outcome : { kind: 'lost-ownership', run: j.run.run }));
 }
 
 /** Deletes a staged input, but never a parent production's output read in place. */

@@ -16,7 +16,9 @@ import { downloadRun, inputUrl, stagedPathFor } from './download.js';
 import {
   ensureModulesFile,
   isInStaging,
-  judgeEndedJob,
+  assessEndedJob,
+  recordJudgements,
+  type Judgement,
   jobStatusPath,
   prepareJob,
   removeAttemptFiles,
@@ -342,14 +344,20 @@ export class OperatorLoop implements SnapshotSource {
         message: 'job started',
       });
     }
+    // Every ended job of this pass is judged first (files only), then recorded in one statement per
+    // kind of move: a pass that finds a hundred jobs ended writes them in one or two statements.
+    const judgements: Judgement[] = [];
     for (const run of onGrid) {
       const state = states.get(run.jobId!);
       if (!state || (state.state !== 'done' && state.state !== 'lost')) continue;
-      moved = true;
-      const outcome = await judgeEndedJob(this.context, run, state);
+      judgements.push(await assessEndedJob(this.context, run, state));
+    }
+    if (judgements.length === 0) return moved;
+    const outcomes = await recordJudgements(this.context, judgements);
+    for (const outcome of outcomes) {
       switch (outcome.kind) {
         case 'finished':
-          this.emit('finish', run.run, `Finished run: ${run.run}`);
+          this.emit('finish', outcome.run, `Finished run: ${outcome.run}`);
           break;
         case 'retry':
         case 'failed': {
@@ -357,27 +365,27 @@ export class OperatorLoop implements SnapshotSource {
           const firstLine = (outcome.error.split('\n').find((l) => l.trim()) ?? '').replace(/^exit code \d+(?: \([^)]*\))?: /, '');
           this.emit(
             outcome.kind === 'failed' ? 'fail' : 'retry',
-            run.run,
+            outcome.run,
             outcome.kind === 'failed'
-              ? `Failed run: ${run.run} (${code}, attempt ${outcome.attempt}/${this.production.maxAttempts}, no attempts left): ${firstLine}`
-              : `Retrying run: ${run.run} (${code}, attempt ${outcome.attempt}/${this.production.maxAttempts} failed): ${firstLine}`,
+              ? `Failed run: ${outcome.run} (${code}, attempt ${outcome.attempt}/${this.production.maxAttempts}, no attempts left): ${firstLine}`
+              : `Retrying run: ${outcome.run} (${code}, attempt ${outcome.attempt}/${this.production.maxAttempts} failed): ${firstLine}`,
           );
           break;
         }
         case 'lost-ownership':
-          this.emit('warning', run.run, `WARNING: run ${run.run} is no longer held by this session`);
+          this.emit('warning', outcome.run, `WARNING: run ${outcome.run} is no longer held by this session`);
           break;
       }
-      if (outcome.kind === 'retry' || outcome.kind === 'failed') {
-        // K failed attempts in a row: stop everybody burning runs on a broken configuration.
-        const paused = await checkAutoPause(this.db, this.production, this.context.actor);
-        if (paused) {
-          this.production = await getProduction(this.db, this.production.id);
-          this.setAlert('production-paused', `Production paused automatically: ${paused}`);
-        }
+    }
+    if (outcomes.some((o) => o.kind === 'retry' || o.kind === 'failed')) {
+      // K failed attempts in a row: stop everybody burning runs on a broken configuration.
+      const paused = await checkAutoPause(this.db, this.production, this.context.actor);
+      if (paused) {
+        this.production = await getProduction(this.db, this.production.id);
+        this.setAlert('production-paused', `Production paused automatically: ${paused}`);
       }
     }
-    return moved;
+    return true;
   }
 
   private canStartWork(): boolean {

@@ -172,6 +172,16 @@ describe('commands on that production', () => {
     expect((await cli(['events', '--since', 'yesterday'])).code).toBe(64);
   });
 
+  it('a pass records the jobs it finds ended together, one statement per kind of move', async () => {
+    // Rows written by one statement share their transaction id (xmin).
+    const rows = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM events
+       WHERE production_id = 1 AND kind = 'transition' AND from_status IN ('submitted', 'running') AND to_status IN ('finished', 'new', 'failed')
+       GROUP BY xmin::text`.execute(db());
+    expect(rows.rows.reduce((sum, r) => sum + r.n, 0)).toBe(17); // every job attempt, once
+    expect(Math.max(...rows.rows.map((r) => r.n))).toBeGreaterThan(1);
+  });
+
   it('events --session lists exactly what that session wrote, from its start to its end', async () => {
     const [loop] = (await sql<{ id: string }>`SELECT id::text AS id FROM sessions WHERE production_id = 1 ORDER BY started_at LIMIT 1`.execute(db())).rows;
     const expected = await db().selectFrom('events').select(['id']).where('session_id', '=', loop!.id).orderBy('id').execute();

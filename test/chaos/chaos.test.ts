@@ -174,7 +174,6 @@ describe('chaos: sessions interrupted and killed at random', () => {
         const mentions = out.filter((l) => runNumbers.some((r) => l.includes(String(r))) || /Abort|Session|ERROR|WARNING/.test(l));
         lines.push(`--- session ${session} (#${owner.index}, ${owner.signal ?? 'no signal'}, exit ${owner.result?.code ?? 'running'}):`, ...mentions.slice(-40));
       }
-      lines.push(await history(open.rows.map((r) => r.run_number)));
       return lines.join('\n');
     };
     /** What is stuck: open runs with their holders, and the last lines of the sessions still running. */
