@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { claimRuns } from '../coordinator/claims.js';
+import { recordJudgements, type HeldRunDetail } from '../coordinator/jobs.js';
 import { getProduction } from '../coordinator/productions.js';
 import { heartbeat, reapExpiredSessions } from '../coordinator/sessions.js';
 import { readSnapshotBase } from '../coordinator/snapshot-queries.js';
@@ -13,8 +14,9 @@ import { transitionRuns, type Actor } from '../coordinator/transition.js';
  * pass after they start and downloads complete at once. The coordinator
  * functions are the real ones; loadHeld and nothingLeftToClaim are private to
  * the loop and repeated here with the same SQL. Moves the loop makes per run
- * (a download arriving, a submission, a job's judgement) are made per run here
- * too, so the statement count per pass is the loop's.
+ * (a download arriving, a submission) are made per run here too, and the ended
+ * jobs are recorded together through the loop's own recordJudgements, so the
+ * statement count per pass is the loop's.
  */
 
 export interface TickSession {
@@ -25,27 +27,48 @@ export interface TickSession {
   nprep: number;
 }
 
-interface Held {
-  run: number;
-  status: HeldStatus;
-}
+type Held = HeldRunDetail;
 
 async function loadHeld(s: TickSession): Promise<Held[]> {
   // The loop's query, including the catalogue join for size, checksum and source.
-  const rows = await sql<{ run_number: number; status: HeldStatus }>`
+  const rows = await sql<{
+    run_number: number;
+    dataset: string;
+    status: HeldStatus;
+    attempts: number;
+    job_id: string | null;
+    staged_path: string | null;
+    staged_bytes: number | null;
+    status_changed_at: Date;
+    size_bytes: number | null;
+    checksum: string | null;
+    source: string | null;
+  }>`
     SELECT pr.run_number, pr.dataset, pr.status, pr.attempts, pr.job_id, pr.staged_path, pr.staged_bytes, pr.status_changed_at,
            r.size_bytes, r.checksum, r.source
       FROM production_runs AS pr JOIN runs AS r USING (run_number)
      WHERE pr.session_id = ${s.actor.sessionId}::uuid
      ORDER BY pr.run_number`.execute(s.db);
-  return rows.rows.map((r) => ({ run: r.run_number, status: r.status }));
+  return rows.rows.map((r) => ({
+    run: r.run_number,
+    dataset: r.dataset,
+    status: r.status,
+    attempts: r.attempts,
+    jobId: r.job_id,
+    stagedPath: r.staged_path,
+    stagedBytes: r.staged_bytes,
+    statusChangedAt: r.status_changed_at,
+    sizeBytes: r.size_bytes,
+    checksum: r.checksum,
+    source: r.source,
+  }));
 }
 
 async function nothingLeftToClaim(s: TickSession): Promise<boolean> {
   const row = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM (
       SELECT 1 FROM production_runs AS r
-       WHERE r.production_id = ${s.productionId} AND r.status = 'new'
+       WHERE r.production_id = ${s.productionId} AND r.is_new
        LIMIT 1) AS left_to_claim`.execute(s.db);
   return row.rows[0]!.n === 0;
 }
@@ -57,13 +80,19 @@ const move = (s: TickSession, runs: number[], from: HeldStatus, to: 'downloading
 export async function tick(s: TickSession): Promise<number> {
   if (!(await heartbeat(s.db, s.actor.sessionId))) throw new Error('bench session was reaped');
   await reapExpiredSessions(s.db, s.actor);
-  await getProduction(s.db, s.productionId);
-  // Jobs: submitted ones start (one batch), running ones end and are judged one by one.
+  const production = await getProduction(s.db, s.productionId);
+  // Jobs: submitted ones start (one batch), running ones end and are recorded together.
   let held = await loadHeld(s);
   const started = held.filter((r) => r.status === 'submitted').map((r) => r.run);
   if (started.length) await move(s, started, 'submitted', 'running');
-  let finished = 0;
-  for (const r of held.filter((h) => h.status === 'running')) finished += (await move(s, [r.run], 'running', 'finished')).length;
+  const ended = held.filter((h) => h.status === 'running');
+  const outcomes = ended.length
+    ? await recordJudgements(
+        { db: s.db, production, actor: s.actor },
+        ended.map((run) => ({ run, to: 'finished' as const, update: { run: run.run, exitCode: 0 }, outcome: { kind: 'finished' as const, run: run.run } })),
+      )
+    : [];
+  const finished = outcomes.filter((o) => o.kind === 'finished').length;
   // Claim up to nproc + nprep held.
   held = await loadHeld(s);
   const want = s.nproc + s.nprep - held.length;
