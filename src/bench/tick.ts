@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { claimRuns } from '../coordinator/claims.js';
-import { recordJudgements, type HeldRunDetail } from '../coordinator/jobs.js';
+import { readHeldRuns, recordJudgements, type HeldRunDetail } from '../coordinator/jobs.js';
 import { getProduction } from '../coordinator/productions.js';
 import { heartbeat, reapExpiredSessions } from '../coordinator/sessions.js';
 import { readSnapshotBase } from '../coordinator/snapshot-queries.js';
@@ -12,11 +12,12 @@ import { transitionRuns, type Actor } from '../coordinator/transition.js';
  * One pass of the operator loop's database work, in the loop's order
  * (src/coordinator/loop.ts tick()), without a grid or files: jobs "end" on the
  * pass after they start and downloads complete at once. The coordinator
- * functions are the real ones; loadHeld and nothingLeftToClaim are private to
- * the loop and repeated here with the same SQL. Moves the loop makes per run
- * (a download arriving, a submission) are made per run here too, and the ended
- * jobs are recorded together through the loop's own recordJudgements, so the
- * statement count per pass is the loop's.
+ * functions are the real ones (the held runs are read with the loop's own
+ * readHeldRuns; nothingLeftToClaim is private to the loop and repeated here
+ * with the same SQL). Moves the loop makes per run (a download arriving, a
+ * submission) are made per run here too, and the ended jobs are recorded
+ * together through the loop's own recordJudgements, so the statement count
+ * per pass is the loop's.
  */
 
 export interface TickSession {
@@ -27,42 +28,7 @@ export interface TickSession {
   nprep: number;
 }
 
-type Held = HeldRunDetail;
-
-async function loadHeld(s: TickSession): Promise<Held[]> {
-  // The loop's query, including the catalogue join for size, checksum and source.
-  const rows = await sql<{
-    run_number: number;
-    dataset: string;
-    status: HeldStatus;
-    attempts: number;
-    job_id: string | null;
-    staged_path: string | null;
-    staged_bytes: number | null;
-    status_changed_at: Date;
-    size_bytes: number | null;
-    checksum: string | null;
-    source: string | null;
-  }>`
-    SELECT pr.run_number, pr.dataset, pr.status, pr.attempts, pr.job_id, pr.staged_path, pr.staged_bytes, pr.status_changed_at,
-           r.size_bytes, r.checksum, r.source
-      FROM production_runs AS pr JOIN runs AS r USING (run_number)
-     WHERE pr.session_id = ${s.actor.sessionId}::uuid
-     ORDER BY pr.run_number`.execute(s.db);
-  return rows.rows.map((r) => ({
-    run: r.run_number,
-    dataset: r.dataset,
-    status: r.status,
-    attempts: r.attempts,
-    jobId: r.job_id,
-    stagedPath: r.staged_path,
-    stagedBytes: r.staged_bytes,
-    statusChangedAt: r.status_changed_at,
-    sizeBytes: r.size_bytes,
-    checksum: r.checksum,
-    source: r.source,
-  }));
-}
+const loadHeld = (s: TickSession): Promise<HeldRunDetail[]> => readHeldRuns(s.db, s.actor.sessionId);
 
 async function nothingLeftToClaim(s: TickSession): Promise<boolean> {
   const row = await sql<{ n: number }>`

@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { JobSpec, JobState } from '../grids/grid.js';
 import {
@@ -15,6 +15,7 @@ import {
 } from '../outputs/paths.js';
 import { validateOutputs } from '../outputs/validate.js';
 import type { Production } from './productions.js';
+import type { HeldStatus } from './statuses.js';
 import type { HeldRun } from './sessions.js';
 import { transitionRuns, type Actor, type RunUpdate } from './transition.js';
 
@@ -25,6 +26,41 @@ export interface HeldRunDetail extends HeldRun {
   sizeBytes: number | null;
   checksum: string | null;
   source: string | null;
+}
+
+/** The runs a session holds, with their catalogue entries, in run order: what every loop pass starts from. */
+export async function readHeldRuns(db: Kysely<Database>, sessionId: string): Promise<HeldRunDetail[]> {
+  const rows = await sql<{
+    run_number: number;
+    dataset: string;
+    status: HeldStatus;
+    attempts: number;
+    job_id: string | null;
+    staged_path: string | null;
+    staged_bytes: number | null;
+    status_changed_at: Date;
+    size_bytes: number | null;
+    checksum: string | null;
+    source: string | null;
+  }>`
+    SELECT pr.run_number, pr.dataset, pr.status, pr.attempts, pr.job_id, pr.staged_path, pr.staged_bytes, pr.status_changed_at,
+           r.size_bytes, r.checksum, r.source
+      FROM production_runs AS pr JOIN runs AS r USING (run_number)
+     WHERE pr.session_id = ${sessionId}::uuid
+     ORDER BY pr.run_number`.execute(db);
+  return rows.rows.map((r) => ({
+    run: r.run_number,
+    dataset: r.dataset,
+    status: r.status,
+    attempts: r.attempts,
+    jobId: r.job_id,
+    stagedPath: r.staged_path,
+    stagedBytes: r.staged_bytes,
+    statusChangedAt: r.status_changed_at,
+    sizeBytes: r.size_bytes,
+    checksum: r.checksum,
+    source: r.source,
+  }));
 }
 
 export interface JobContext {

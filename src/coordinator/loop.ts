@@ -17,6 +17,7 @@ import {
   ensureModulesFile,
   isInStaging,
   assessEndedJob,
+  readHeldRuns,
   recordJudgements,
   type Judgement,
   jobStatusPath,
@@ -282,38 +283,9 @@ export class OperatorLoop implements SnapshotSource {
   }
 
   private async loadHeld(): Promise<void> {
-    const rows = await sql<{
-      run_number: number;
-      dataset: string;
-      status: HeldStatus;
-      attempts: number;
-      job_id: string | null;
-      staged_path: string | null;
-      staged_bytes: number | null;
-      status_changed_at: Date;
-      size_bytes: number | null;
-      checksum: string | null;
-      source: string | null;
-    }>`
-      SELECT pr.run_number, pr.dataset, pr.status, pr.attempts, pr.job_id, pr.staged_path, pr.staged_bytes, pr.status_changed_at,
-             r.size_bytes, r.checksum, r.source
-        FROM production_runs AS pr JOIN runs AS r USING (run_number)
-       WHERE pr.session_id = ${this.sessionId}::uuid
-       ORDER BY pr.run_number`.execute(this.db);
-    this.held = rows.rows.map((r) => ({
-      run: r.run_number,
-      dataset: r.dataset,
-      status: r.status,
-      attempts: r.attempts,
-      jobId: r.job_id,
-      stagedPath: r.staged_path,
-      stagedBytes: r.staged_bytes,
-      statusChangedAt: r.status_changed_at,
-      sizeBytes: r.size_bytes,
-      checksum: r.checksum,
-      source: r.source,
-    }));
+    this.held = await readHeldRuns(this.db, this.sessionId);
   }
+
 
   // --- jobs ---------------------------------------------------------------------------------
 
