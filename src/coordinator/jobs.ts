@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
+import { preparedSql } from '../db/prepared.js';
 import type { Database } from '../db/schema.js';
 import type { JobSpec, JobState } from '../grids/grid.js';
 import {
@@ -28,9 +29,9 @@ export interface HeldRunDetail extends HeldRun {
   source: string | null;
 }
 
-/** The runs a session holds, with their catalogue entries, in run order: what every loop pass starts from. */
+/** The runs a session holds, with their catalogue entries, in run order: what every loop pass starts from (prepared: it runs every pass). */
 export async function readHeldRuns(db: Kysely<Database>, sessionId: string): Promise<HeldRunDetail[]> {
-  const rows = await sql<{
+  const rows = await preparedSql<{
     run_number: number;
     dataset: string;
     status: HeldStatus;

@@ -6,8 +6,8 @@ import pg from 'pg';
  * Server-side prepared statements for the few statements every session runs
  * many times a second (claims and transitions).
  *
- * Planning a transition (a CTE with an UPDATE, an INSERT and a dozen CASE
- * columns) costs about as much as running it for ten runs. node-postgres
+ * Planning a transition (a statement with an UPDATE, an INSERT and the
+ * state-machine check) cost about as much as running it for ten runs. node-postgres
  * prepares a statement once per connection when the query carries a `name`;
  * Kysely never passes one. So statements written with `preparedSql` start with
  * a marker comment, and `PreparingClient`, the pool's client class, gives every
