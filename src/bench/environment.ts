@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { ensureEmbeddedServer, freeLocalPort, stopEmbeddedServer } from '../db/embedded.js';
+import { createScratchDatabase } from '../db/scratch.js';
 
 /**
  * The bench's database: by default a fresh embedded PostgreSQL in a temporary
@@ -31,22 +30,6 @@ export async function openBenchDatabase(serverUrl: string | undefined): Promise<
       },
     };
   }
-  // A name we make up ourselves: safe to splice as an identifier (CREATE DATABASE takes no parameters).
-  const name = `rp_bench_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    kind: 'server',
-    async dispose() {
-      const client = new pg.Client({ connectionString: serverUrl });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await client.end();
-    },
-  };
+  const scratch = await createScratchDatabase(serverUrl, 'rp_bench');
+  return { url: scratch.url, kind: 'server', dispose: scratch.drop };
 }
