@@ -123,6 +123,12 @@ type OptionValue<K extends OptionKind> = K extends 'string' | 'string or number'
 
 export type OptionsOf<S extends Record<string, OptionKind>> = { [K in keyof S]?: OptionValue<S[K]> };
 
+/** The `job.options` every scheduler backend takes for running its commands (see CommandOptions). */
+export const COMMAND_OPTION_KINDS = {
+  sshHost: 'string',
+  commandTimeoutSeconds: 'positive number',
+} as const;
+
 /**
  * Scheduler backend options arrive from the config file as `job.options`
  * (untyped JSON). Each backend declares the kind of every option it takes and

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
-import { firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
+import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { GridUnavailableError, type Grid, type JobRef, type JobSpec, type JobState } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
@@ -29,8 +29,7 @@ const HTCONDOR_OPTIONS = {
   memory: 'string or number',
   cpus: 'positive number',
   extraLines: 'string list',
-  sshHost: 'string',
-  commandTimeoutSeconds: 'positive number',
+  ...COMMAND_OPTION_KINDS,
 } as const;
 
 /** Reads `job.options` of a production type whose backend is htcondor; throws naming the bad option. */

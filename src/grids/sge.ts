@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
-import { firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
+import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { GridUnavailableError, type Grid, type JobRef, type JobSpec, type JobState } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
@@ -37,8 +37,7 @@ const SGE_OPTIONS = {
   time: 'string or number',
   memory: 'string or number',
   extraArgs: 'string list',
-  sshHost: 'string',
-  commandTimeoutSeconds: 'positive number',
+  ...COMMAND_OPTION_KINDS,
 } as const;
 
 /** Reads `job.options` of a production type whose backend is sge; throws naming the bad option. */
