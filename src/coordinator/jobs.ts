@@ -233,7 +233,9 @@ export async function recordJudgements(context: JobContext, judgements: readonly
   const groups = new Map<string, Judgement[]>();
   for (const j of judgements) {
     const key = `${j.run.status}>${j.to}`;
-    groups.set(key, [...(groups.get(key) ?? []), j]);
+    const group = groups.get(key);
+    if (group) group.push(j);
+    else groups.set(key, [j]);
   }
   const moved = await context.db.transaction().execute(async (tx) => {
     const ours = await tx
