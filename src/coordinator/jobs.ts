@@ -3,7 +3,9 @@ import { basename, dirname, join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { preparedSql } from '../db/prepared.js';
 import type { Database } from '../db/schema.js';
+import { randomBytes } from 'node:crypto';
 import type { JobSpec, JobState } from '../grids/grid.js';
+import { RELEASE_WAIT_SECONDS, releasePathFor, type JobRelease } from '../grids/wrapper.js';
 import {
   attemptLogPath,
   LOG_OUTPUTS,
@@ -37,6 +39,7 @@ export async function readHeldRuns(db: Kysely<Database>, sessionId: string): Pro
     status: HeldStatus;
     attempts: number;
     job_id: string | null;
+    job_token: string | null;
     staged_path: string | null;
     staged_bytes: number | null;
     status_changed_at: Date;
@@ -44,7 +47,7 @@ export async function readHeldRuns(db: Kysely<Database>, sessionId: string): Pro
     checksum: string | null;
     source: string | null;
   }>`
-    SELECT pr.run_number, pr.dataset, pr.status, pr.attempts, pr.job_id, pr.staged_path, pr.staged_bytes, pr.status_changed_at,
+    SELECT pr.run_number, pr.dataset, pr.status, pr.attempts, pr.job_id, pr.job_token, pr.staged_path, pr.staged_bytes, pr.status_changed_at,
            r.size_bytes, r.checksum, r.source
       FROM production_runs AS pr JOIN runs AS r USING (run_number)
      WHERE pr.session_id = ${sessionId}::uuid
@@ -55,6 +58,7 @@ export async function readHeldRuns(db: Kysely<Database>, sessionId: string): Pro
     status: r.status,
     attempts: r.attempts,
     jobId: r.job_id,
+    jobToken: r.job_token,
     stagedPath: r.staged_path,
     stagedBytes: r.staged_bytes,
     statusChangedAt: r.status_changed_at,
@@ -83,8 +87,12 @@ export async function ensureModulesFile(production: Production): Promise<string>
   return path;
 }
 
-/** The job for a staged run's next attempt; output directories are created, stale files of the attempt removed. */
-export async function prepareJob(context: JobContext, run: HeldRunDetail, modulesFile: string): Promise<JobSpec> {
+/**
+ * The job for a staged run's next attempt; output directories are created, stale files of the
+ * attempt removed. Always gated, with a token of its own: submit it, record it with its token,
+ * then releaseJob(job.release).
+ */
+export async function prepareJob(context: JobContext, run: HeldRunDetail, modulesFile: string): Promise<JobSpec & { release: JobRelease }> {
   const { production } = context;
   const config = production.config;
   const id = identity(context, run);
@@ -100,6 +108,9 @@ export async function prepareJob(context: JobContext, run: HeldRunDetail, module
   }
   await rm(statusPath, { force: true });
   await removeStatusTemps(statusPath);
+  const release: JobRelease = { path: releasePathFor(statusPath), token: randomBytes(16).toString('hex'), waitSeconds: RELEASE_WAIT_SECONDS };
+  // An earlier submission's release: its job, if any is still waiting, must not take it for ours.
+  await rm(release.path, { force: true });
   const env: Record<string, string> = {
     RUN: String(run.run),
     DATASET: run.dataset,
@@ -119,6 +130,7 @@ export async function prepareJob(context: JobContext, run: HeldRunDetail, module
     stdoutPath: logs.stdout,
     stderrPath: logs.stderr,
     statusPath,
+    release,
   };
 }
 
@@ -173,6 +185,7 @@ export async function assessEndedJob(
   const logs = logPaths(config, outputs, id);
   const attempt = run.attempts + 1;
   await removeStatusTemps(statusFilePath(config, id, attempt));
+  await rm(releasePathFor(statusFilePath(config, id, attempt)), { force: true });
   let exitCode: number | null = state.state === 'done' ? state.exitCode : null;
   let error: string;
   if (state.state === 'done' && state.exitCode === 0) {
@@ -277,14 +290,15 @@ export function isInStaging(production: Production, path: string): boolean {
   return path.startsWith(staging);
 }
 
-/** Files an aborted attempt leaves: all its outputs (logs included: it was not an attempt) and its status file. */
+/** Files an aborted attempt leaves: all its outputs (logs included: it was not an attempt), its status file and its release. */
 export async function removeAttemptFiles(context: JobContext, run: { run: number; dataset: string; attempts: number }): Promise<void> {
   const config = context.production.config;
   const id = identity(context, run);
   const outputs = outputPaths(config, id);
   const logs = logPaths(config, outputs, id);
-  for (const path of new Set([...Object.values(outputs), logs.stdout, logs.stderr, statusFilePath(config, id, run.attempts + 1)])) {
+  const statusPath = statusFilePath(config, id, run.attempts + 1);
+  for (const path of new Set([...Object.values(outputs), logs.stdout, logs.stderr, statusPath, releasePathFor(statusPath)])) {
     await rm(path, { force: true });
   }
-  await removeStatusTemps(statusFilePath(config, id, run.attempts + 1));
+  await removeStatusTemps(statusPath);
 }

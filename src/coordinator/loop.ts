@@ -5,6 +5,7 @@ import { isDatabaseUnavailable, type DatabaseHandle } from '../db/connection.js'
 import type { Grid, JobState } from '../grids/grid.js';
 import { GridUnavailableError } from '../grids/grid.js';
 import { createGrid } from '../grids/index.js';
+import { releaseJob } from '../grids/wrapper.js';
 import { partialDownloadPath } from '../outputs/paths.js';
 import type { Archive } from '../transfers/archive.js';
 import { createArchive } from '../transfers/index.js';
@@ -34,6 +35,7 @@ import { readSnapshotBase, throughputOf } from './snapshot-queries.js';
 import { measureStaging, type SpaceReading } from './space.js';
 import type { HeldStatus } from './statuses.js';
 import { returnRunsToPool, transitionRuns } from './transition.js';
+import { crashPointForTests } from './crash-points.js';
 
 /**
  * The operator loop: every --pause seconds, and at once when a download or a
@@ -592,9 +594,10 @@ export class OperatorLoop implements SnapshotSource {
         return submitted; // the run stays staged; tried again next loop
       }
       submitted = true;
+      crashPointForTests('submitted');
       const moved = await transitionRuns(this.db, {
         productionId: this.production.id,
-        runs: [{ run: run.run, jobId }],
+        runs: [{ run: run.run, jobId, jobToken: job.release.token }],
         from: 'staged',
         to: 'submitted',
         owner: this.sessionId,
@@ -602,10 +605,14 @@ export class OperatorLoop implements SnapshotSource {
         message: `submitted to ${this.grid.backend} as ${jobId}, attempt ${run.attempts + 1}`,
       });
       if (moved.length === 0) {
-        // We lost the run between preparing and recording: never leave an unrecorded job running.
+        // We lost the run between preparing and recording: the job was never released, cancel it.
         await this.grid.cancel([jobId]);
         this.emit('warning', run.run, `WARNING: run ${run.run} was taken over; cancelled job ${jobId}`);
+        continue;
       }
+      // Recorded: now it may run. Killed before this line, the job is released by whoever adopts the run.
+      crashPointForTests('recorded');
+      await releaseJob(job.release);
     }
     return submitted;
   }

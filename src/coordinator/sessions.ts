@@ -79,13 +79,15 @@ export interface HeldRun {
   status: HeldStatus;
   attempts: number;
   jobId: string | null;
+  /** Release token of the job's submission (see JobRelease); null before submission. */
+  jobToken: string | null;
   stagedPath: string | null;
 }
 
 export async function heldRuns(db: Kysely<Database>, sessionId: string): Promise<HeldRun[]> {
   const rows = await db
     .selectFrom('production_runs')
-    .select(['run_number', 'dataset', 'status', 'attempts', 'job_id', 'staged_path'])
+    .select(['run_number', 'dataset', 'status', 'attempts', 'job_id', 'job_token', 'staged_path'])
     .where('session_id', '=', sessionId)
     .orderBy('run_number')
     .execute();
@@ -95,6 +97,7 @@ export async function heldRuns(db: Kysely<Database>, sessionId: string): Promise
     status: r.status as HeldStatus,
     attempts: r.attempts,
     jobId: r.job_id,
+    jobToken: r.job_token,
     stagedPath: r.staged_path,
   }));
 }

@@ -25,6 +25,8 @@ export interface Actor {
 export interface RunUpdate {
   run: number;
   jobId?: string;
+  /** Release token of the job's submission (see JobRelease). */
+  jobToken?: string;
   exitCode?: number;
   lastError?: string;
   stagedPath?: string;
@@ -143,6 +145,7 @@ interface PerRunValue {
 
 const PER_RUN_VALUES: readonly PerRunValue[] = [
   { field: 'jobId', column: 'job_id', type: 'text', clearedBy: ['claimed'] },
+  { field: 'jobToken', column: 'job_token', type: 'text', clearedBy: ['claimed'] },
   { field: 'exitCode', column: 'exit_code', type: 'int', clearedBy: ['claimed'] },
   { field: 'lastError', column: 'last_error', type: 'text', clearedBy: ['finished'] },
   { field: 'stagedPath', column: 'staged_path', type: 'text', clearedBy: ['new', 'finished', 'failed'] },

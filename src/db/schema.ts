@@ -61,6 +61,7 @@ export interface ProductionRunsTable {
   claimed_by: string | null;
   session_id: string | null;
   job_id: string | null;
+  job_token: string | null;
   staged_path: string | null;
   staged_bytes: number | null;
   claimed_at: NullableTimestamp;

@@ -6,6 +6,8 @@
  * way everywhere, even when the scheduler has already forgotten it.
  */
 
+import type { JobRelease } from './wrapper.js';
+
 /** What the loop asks a grid to run. All paths are absolute. */
 export interface JobSpec {
   /** Scheduler job name; carries production, version and run, e.g. `rp-alcapana-v3-r2091`. */
@@ -21,6 +23,11 @@ export interface JobSpec {
   stderrPath: string;
   /** Where the wrapper writes its status file (see wrapper.ts). */
   statusPath: string;
+  /**
+   * The job's gate (see wrapper.ts): when present, the job runs its script only
+   * once released. The loop always gates; a job without one runs at once.
+   */
+  release?: JobRelease;
 }
 
 /** A job as one backend sees it right now. */

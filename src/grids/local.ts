@@ -57,7 +57,8 @@ export function createLocalGrid(options: LocalGridOptions = {}): Grid {
     async submit(job: JobSpec): Promise<string> {
       await mkdir(job.workDir, { recursive: true });
       await mkdir(dirname(job.statusPath), { recursive: true });
-      const [command, ...args] = wrapperCommand(job);
+      // The job runs on this host: a gated job whose submitter (this process) is gone need not wait.
+      const [command, ...args] = wrapperCommand(job, { submitterPid: process.pid });
       const child = spawn(command!, args, {
         cwd: job.workDir,
         detached: true,

@@ -227,6 +227,77 @@ describe('abort', () => {
   });
 });
 
+/** How often each run's job script really started (the fixture's executions log). */
+async function executionsPerRun(s: Scenario): Promise<Map<number, number>> {
+  const text = existsSync(s.fixture.executionsLog) ? await readFile(s.fixture.executionsLog, 'utf8') : '';
+  const counts = new Map<number, number>();
+  for (const line of text.split('\n').filter(Boolean)) {
+    const run = Number(line.split(' ')[0]);
+    counts.set(run, (counts.get(run) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** Until the session's lease has run out, so that the next session's first pass reaps it. */
+async function leaseExpired(s: Scenario, sessionId: string): Promise<void> {
+  await until(async () => {
+    const row = await sql<{ expired: boolean }>`
+      SELECT heartbeat_at < now() - lease_seconds * interval '1 second' AS expired FROM sessions WHERE id = ${sessionId}::uuid`.execute(s.database.handle.db);
+    return row.rows[0]!.expired;
+  }, 'the lease has expired');
+}
+
+describe('a session killed while submitting', () => {
+  it('between the scheduler accepting a job and recording it: the unrecorded job never runs, the run is done once by the next session', async () => {
+    const s = await scenario(4, { firstRun: 31_000 });
+    const victim = startCli([...RUN, '--nproc', '1', '--nprep', '0', '--lease', '2'], { env: { ...s.env, RUN_PRODUCTION_CRASH_AT: 'submitted' }, cwd: s.fixture.dir });
+    const killed = await victim.done;
+    expect(killed.signal).toBe('SIGKILL');
+    const victimId = (await s.database.handle.db.selectFrom('sessions').select('id').where('pid', '=', victim.child.pid!).executeTakeFirstOrThrow()).id;
+    const [held] = await heldBy(s, victimId);
+    expect(held).toMatchObject({ status: 'staged', job_id: null }); // the job exists, the database does not know it
+    // The job the victim left behind sees its submitter gone and leaves without running the script.
+    await until(async () => (await jobPidsUnder(s.fixture.dir)).length === 0, 'the unrecorded job has left');
+    expect(await executionsPerRun(s)).toEqual(new Map());
+    await leaseExpired(s, victimId);
+
+    const next = s.start([...RUN, '--until-done', '--nproc', '2', '--lease', '2']);
+    const result = await next.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(await statusCounts(s)).toEqual({ finished: 4 });
+    const executions = await executionsPerRun(s);
+    expect([...executions.keys()].sort()).toEqual([31_000, 31_001, 31_002, 31_003]);
+    expect([...executions.values()].every((n) => n === 1)).toBe(true);
+    expect([...(await finishedEventsPerRun(s)).values()].every((n) => n === 1)).toBe(true);
+    expect(await filesUnder(join(s.fixture.dir, 'staging'))).toEqual([]);
+  });
+
+  it('between recording a job and releasing it: the reaper adopts the run, the job never ran, the run is done once', async () => {
+    const s = await scenario(3, { firstRun: 32_000 });
+    const victim = startCli([...RUN, '--nproc', '1', '--nprep', '0', '--lease', '2'], { env: { ...s.env, RUN_PRODUCTION_CRASH_AT: 'recorded' }, cwd: s.fixture.dir });
+    expect((await victim.done).signal).toBe('SIGKILL');
+    const victimId = (await s.database.handle.db.selectFrom('sessions').select('id').where('pid', '=', victim.child.pid!).executeTakeFirstOrThrow()).id;
+    const [held] = await heldBy(s, victimId);
+    expect(held!.status).toBe('submitted');
+    await until(async () => (await jobPidsUnder(s.fixture.dir)).length === 0, 'the unreleased local job has left');
+    expect(await executionsPerRun(s)).toEqual(new Map());
+    await leaseExpired(s, victimId);
+
+    const next = s.start([...RUN, '--until-done', '--nproc', '2', '--lease', '2']);
+    const result = await next.done;
+    expect(result.code, result.stderr).toBe(0);
+    const adopted = await s.database.handle.db.selectFrom('events').select('run_number').where('kind', '=', 'adopt').execute();
+    expect(adopted.map((e) => e.run_number)).toEqual([held!.run_number]);
+    expect(await statusCounts(s)).toEqual({ finished: 3 });
+    // The adopted job had left without running (its submitter was gone): judged lost, its run ran once, on attempt 2.
+    const executions = await executionsPerRun(s);
+    expect([...executions.values()].every((n) => n === 1)).toBe(true);
+    expect(executions.size).toBe(3);
+    expect((await readFile(s.fixture.executionsLog, 'utf8')).split('\n')).toContain(`${held!.run_number} 2`);
+    expect(await filesUnder(join(s.fixture.dir, 'staging'))).toEqual([]);
+  });
+});
+
 describe('judging jobs', () => {
   it('retries a failing job up to maxAttempts, keeps every attempt\'s logs, and never finishes missing or truncated output', async () => {
     const s = await scenario(6, { firstRun: 40_000 });

@@ -114,6 +114,13 @@ describe('batch script', () => {
     );
   });
 
+  it('passes a gated job\'s release file, token and wait to the wrapper, without the submitter pid (the job runs on another host)', () => {
+    const job = { ...spec('rp-alcapana-v3-r2092', {}), release: { path: '/jobs/r2092/attempt1.status.json.release', token: 'ab12', waitSeconds: 1800 } };
+    expect(renderBatchScript(job).split('\n').at(-2)).toBe(
+      `exec '${WRAPPER_PATH}' '${job.statusPath}' '${job.stdoutPath}' '${job.stderrPath}' '/prod/alcapana/v3/job.sh' '/jobs/r2092/attempt1.status.json.release' 'ab12' '1800'`,
+    );
+  });
+
   it('sets exactly the given values when bash runs it', async () => {
     const job = spec('rp-env-check', { DATASET: "it's $HOME `x` \\ \"q\"\nnext line" });
     const text = renderBatchScript(job).replace(/^exec .*$/m, 'printf %s "$DATASET"');

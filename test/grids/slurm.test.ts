@@ -5,6 +5,7 @@
  * slurmdbd depend on.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -278,6 +279,42 @@ describe.skipIf(!slurmAvailable() && !process.env.CI)('run-production on a real 
       expect(submissions.rows.every((r) => r.n === 1)).toBe(true);
     } finally {
       await rm(t.fixture.holdFile, { force: true });
+      await t.done();
+    }
+  });
+
+  it('a session killed after recording a Slurm job but before releasing it: the job waits, the reaper adopts and releases it, it runs once', async () => {
+    const t = await setup(150_000);
+    try {
+      const victim = startCli(['run', '--production', 'alcapana', '--plain', '--pause', '1', '--nproc', '1', '--nprep', '0', '--lease', '3'], {
+        env: { ...t.env, RUN_PRODUCTION_CRASH_AT: 'recorded' },
+        cwd: t.fixture.dir,
+      });
+      t.started.push(victim);
+      expect((await victim.done).signal).toBe('SIGKILL');
+      const [recorded] = await t.database.handle.db.selectFrom('production_runs').select(['run_number', 'job_id', 'attempts']).where('status', '=', 'submitted').execute();
+      expect(recorded?.job_id).toMatch(/^\d+/);
+      // On the grid but gated: Slurm may start it, the script does not run.
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(queued([recorded!.job_id!])).toHaveLength(1);
+      expect(existsSync(t.fixture.executionsLog)).toBe(false);
+      await until(async () => {
+        const row = await sql<{ expired: boolean }>`SELECT bool_and(heartbeat_at < now() - lease_seconds * interval '1 second') AS expired FROM sessions`.execute(t.database.handle.db);
+        return row.rows[0]!.expired;
+      }, 'the victim\'s lease has expired');
+
+      const reaper = startCli(['run', '--production', 'alcapana', '--plain', '--pause', '1', '--nproc', '2', '--lease', '3', '--until-done'], { env: t.env, cwd: t.fixture.dir });
+      t.started.push(reaper);
+      const result = await reaper.done;
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/Reaped session .*adopted \[/);
+      const rows = await t.database.handle.db.selectFrom('production_runs').select(['run_number', 'status', 'attempts', 'job_id']).orderBy('run_number').execute();
+      expect(rows.every((r) => r.status === 'finished' && r.attempts === 1)).toBe(true);
+      // The recorded job itself finished the run: released by the reaper, not submitted again.
+      expect(rows.find((r) => r.run_number === recorded!.run_number)?.job_id).toBe(recorded!.job_id);
+      const executions = (await readFile(t.fixture.executionsLog, 'utf8')).trim().split('\n').sort();
+      expect(executions).toEqual(rows.map((r) => `${r.run_number} 1`).sort());
+    } finally {
       await t.done();
     }
   });

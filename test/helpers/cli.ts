@@ -79,6 +79,8 @@ export interface ProductionFixture {
   catalogue: string;
   /** While this file exists, every job waits (lets a test catch sessions with jobs on the grid). */
   holdFile: string;
+  /** One line `RUN ATTEMPT` per start of the job script. */
+  executionsLog: string;
   env: NodeJS.ProcessEnv;
 }
 
@@ -88,7 +90,9 @@ export interface ProductionFixture {
  * script's behaviour per run is steered by files in the directory:
  * `fail-RUN` (exit 7 every attempt), `fail-once-RUN` (exit 5 on attempt 1),
  * `truncate-RUN` (a ROOT file shorter than its header says, exit 0),
- * `nooutput-RUN` (no tree, exit 0), and `hold` (wait while it exists).
+ * `nooutput-RUN` (no tree, exit 0), and `hold` (wait while it exists). Every
+ * time the script starts it appends `RUN ATTEMPT` to `executions.log`, so a test
+ * can tell how often a run's job really ran.
  */
 export async function createProductionFixture(options: { runs: number; firstRun?: number; extraConfig?: Record<string, unknown>; typeExtra?: Record<string, unknown>; jobSleep?: number }): Promise<ProductionFixture> {
   const dir = await mkdtemp(join(tmpdir(), 'rp-fixture-'));
@@ -110,6 +114,7 @@ export async function createProductionFixture(options: { runs: number; firstRun?
     `#!/bin/bash
 set -u
 D=${JSON.stringify(dir)}
+echo "$RUN $ATTEMPT" >> "$D/executions.log"
 while [ -e "$D/hold" ]; do sleep 0.2; done
 sleep ${options.jobSleep ?? 0.05}
 echo "run $RUN attempt $ATTEMPT input $INPUT"
@@ -161,5 +166,5 @@ echo "hist of $RUN" > "$OUTPUT_HIST"
       2,
     ),
   );
-  return { dir, configFile, catalogue, holdFile: join(dir, 'hold'), env: { RUN_PRODUCTION_CONFIG: configFile } };
+  return { dir, configFile, catalogue, holdFile: join(dir, 'hold'), executionsLog: join(dir, 'executions.log'), env: { RUN_PRODUCTION_CONFIG: configFile } };
 }
