@@ -84,12 +84,18 @@ export interface HeldRun {
   stagedPath: string | null;
 }
 
-export async function heldRuns(db: Kysely<Database>, sessionId: string): Promise<HeldRun[]> {
+/**
+ * The runs a session holds. `lock` takes their row locks for the caller's transaction, so that
+ * what it decides from their status stays true until it commits: a session still moving them
+ * (one that stalled past its lease and is being reaped) waits, then finds them gone.
+ */
+export async function heldRuns(db: Kysely<Database>, sessionId: string, options: { lock?: boolean } = {}): Promise<HeldRun[]> {
   const rows = await db
     .selectFrom('production_runs')
     .select(['run_number', 'dataset', 'status', 'attempts', 'job_id', 'job_token', 'staged_path'])
     .where('session_id', '=', sessionId)
     .orderBy('run_number')
+    .$if(options.lock === true, (q) => q.forUpdate())
     .execute();
   return rows.map((r) => ({
     run: r.run_number,
@@ -197,7 +203,10 @@ async function reapOne(db: Kysely<Database>, sessionId: string, reaper: Actor, d
       .execute();
     await recordEvent(tx, { productionId: session.productionId, actor: reaper, kind: 'reap', message: why });
 
-    const runs = await heldRuns(tx, session.id);
+    // Locked: a reaped session that is only slow (not dead) may be moving these runs right now. Read
+    // without the lock, a run it moves from staged to submitted before the return below would be
+    // neither adopted (it was staged) nor returned (it is no longer staged): held by an ended session.
+    const runs = await heldRuns(tx, session.id, { lock: true });
     const adoptable = decide && reaper.sessionId && runs.length ? new Set(await decide(session, runs)) : new Set<number>();
     const adopted =
       adoptable.size && session.productionId !== null

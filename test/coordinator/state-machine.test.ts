@@ -168,6 +168,45 @@ describe('the state machine', () => {
     expect(ended.ended_at).not.toBeNull();
     expect(ended.end_reason).toMatch(/lease expired/);
   });
+
+  it('reaps a session that is only slow without stranding a run it moves at that moment', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 1, firstRun: 40 });
+    const slow = await session(db, productionId, 1);
+    const actor = { user: 'carol', sessionId: slow };
+    await claimRuns(db, { productionId, parentId: null, session: { id: slow, user: 'carol' }, limit: 1 });
+    for (const [from, to] of [['claimed', 'downloading'], ['downloading', 'staged']] as const) {
+      await transitionRuns(db, { productionId, runs: [40], from, to, owner: slow, actor });
+    }
+    await sql`UPDATE sessions SET heartbeat_at = now() - interval '5 seconds' WHERE id = ${slow}::uuid`.execute(db);
+    // The slow session records a submission on its own connection; the reaper comes in before it commits.
+    const own = openDatabase(database.url, { applicationName: 'slow session', max: 1 });
+    try {
+      let commit!: () => void;
+      const committing = new Promise<void>((r) => (commit = r));
+      let recorded!: () => void;
+      const hasRecorded = new Promise<void>((r) => (recorded = r));
+      const submission = own.db.transaction().execute(async (tx) => {
+        const moved = await transitionRuns(tx, { productionId, runs: [{ run: 40, jobId: 'local:h:1' }], from: 'staged', to: 'submitted', owner: slow, actor });
+        recorded();
+        await committing;
+        return moved;
+      });
+      await hasRecorded;
+      const reaper = await session(db, productionId);
+      const reaping = reapExpiredSessions(db, { user: 'alice', sessionId: reaper });
+      await new Promise((r) => setTimeout(r, 300)); // the reaper is now waiting on the run's row
+      commit();
+      expect(await submission).toEqual([40]);
+      const [outcome] = await reaping;
+      // It sees the run as the slow session left it (submitted) and returns it from there.
+      expect(outcome!.returned).toEqual([40]);
+      const row = await db.selectFrom('production_runs').select(['status', 'session_id']).where('run_number', '=', 40).executeTakeFirstOrThrow();
+      expect(row).toEqual({ status: 'new', session_id: null });
+    } finally {
+      await own.close();
+    }
+  });
 });
 
 describe('claims', () => {
