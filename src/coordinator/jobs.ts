@@ -139,13 +139,14 @@ export function jobStatusPath(context: JobContext, run: { run: number; dataset: 
 }
 
 /**
- * The wrapper writes its status file to `NAME.tmp.PID` and renames it; a wrapper
- * killed with SIGKILL in between leaves the temporary name behind.
+ * The wrapper writes its status file to `NAME.tmp.PID` and renames it, and a
+ * session its release file likewise (`NAME.release.tmp.PID`); one killed with
+ * SIGKILL in between leaves the temporary name behind.
  */
 async function removeStatusTemps(statusPath: string): Promise<void> {
-  const prefix = `${basename(statusPath)}.tmp.`;
+  const prefixes = [`${basename(statusPath)}.tmp.`, `${basename(releasePathFor(statusPath))}.tmp.`];
   const names = await readdir(dirname(statusPath)).catch(() => [] as string[]);
-  for (const name of names) if (name.startsWith(prefix)) await rm(join(dirname(statusPath), name), { force: true });
+  for (const name of names) if (prefixes.some((p) => name.startsWith(p))) await rm(join(dirname(statusPath), name), { force: true });
 }
 
 async function tail(path: string, lines: number): Promise<string> {
