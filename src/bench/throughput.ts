@@ -29,12 +29,23 @@ const STEPS: readonly [RunStatus, RunStatus][] = [
   ['running', 'finished'],
 ];
 
+/** Statements a batch of runs costs from new to finished: the claim and one per move. */
+export const STATEMENTS_PER_BATCH = 1 + STEPS.length;
+
 export interface ThroughputResult {
   sessions: number;
   batch: number;
   runsFinished: number;
   seconds: number;
   runsPerSecond: number;
+  /** Claims and moves committed per second, all sessions together. */
+  statementsPerSecond: number;
+  /**
+   * What Little's law makes the mean statement latency of this closed loop (every session always
+   * has one statement in flight): sessions / statementsPerSecond. A claim waits about this long
+   * behind the other sessions' statements whatever the claim itself costs.
+   */
+  closedLoopMeanMs: number;
   claims: number;
   claimP50Ms: number;
   claimP99Ms: number;
@@ -76,12 +87,15 @@ export async function measureThroughput(
       }),
     );
     const seconds = (Date.now() - started) / 1000;
+    const statementsPerSecond = ((finished / options.batch) * STATEMENTS_PER_BATCH) / seconds;
     return {
       sessions: options.sessions,
       batch: options.batch,
       runsFinished: finished,
       seconds,
       runsPerSecond: finished / seconds,
+      statementsPerSecond,
+      closedLoopMeanMs: (options.sessions / statementsPerSecond) * 1000,
       claims: claimTimes.length,
       claimP50Ms: percentile(claimTimes, 50),
       claimP99Ms: percentile(claimTimes, 99),
