@@ -247,19 +247,27 @@ async function leaseExpired(s: Scenario, sessionId: string): Promise<void> {
   }, 'the lease has expired');
 }
 
+/**
+ * A session that SIGKILLs itself at a crash point of its first submission (one run claimed); resolves,
+ * once its job has left without running the script and its lease has expired, to the run as it left it.
+ */
+async function killedAt(s: Scenario, point: 'submitted' | 'recorded') {
+  const victim = startCli([...RUN, '--nproc', '1', '--nprep', '0', '--lease', '2'], { env: { ...s.env, RUN_PRODUCTION_CRASH_AT: point }, cwd: s.fixture.dir });
+  expect((await victim.done).signal).toBe('SIGKILL');
+  const sessionId = (await sessionOf(s, victim.child.pid!))!;
+  const [held] = await heldBy(s, sessionId);
+  // Its job, gated, sees its submitter gone and leaves without running the script.
+  await until(async () => (await jobPidsUnder(s.fixture.dir)).length === 0, 'the job has left');
+  expect(await executionsPerRun(s)).toEqual(new Map());
+  await leaseExpired(s, sessionId);
+  return held!;
+}
+
 describe('a session killed while submitting', () => {
   it('between the scheduler accepting a job and recording it: the unrecorded job never runs, the run is done once by the next session', async () => {
     const s = await scenario(4, { firstRun: 31_000 });
-    const victim = startCli([...RUN, '--nproc', '1', '--nprep', '0', '--lease', '2'], { env: { ...s.env, RUN_PRODUCTION_CRASH_AT: 'submitted' }, cwd: s.fixture.dir });
-    const killed = await victim.done;
-    expect(killed.signal).toBe('SIGKILL');
-    const victimId = (await s.database.handle.db.selectFrom('sessions').select('id').where('pid', '=', victim.child.pid!).executeTakeFirstOrThrow()).id;
-    const [held] = await heldBy(s, victimId);
-    expect(held).toMatchObject({ status: 'staged', job_id: null }); // the job exists, the database does not know it
-    // The job the victim left behind sees its submitter gone and leaves without running the script.
-    await until(async () => (await jobPidsUnder(s.fixture.dir)).length === 0, 'the unrecorded job has left');
-    expect(await executionsPerRun(s)).toEqual(new Map());
-    await leaseExpired(s, victimId);
+    const held = await killedAt(s, 'submitted');
+    expect(held).toMatchObject({ status: 'staged', job_id: null }); // the job existed, the database did not know it
 
     const next = s.start([...RUN, '--until-done', '--nproc', '2', '--lease', '2']);
     const result = await next.done;
@@ -274,26 +282,20 @@ describe('a session killed while submitting', () => {
 
   it('between recording a job and releasing it: the reaper adopts the run, the job never ran, the run is done once', async () => {
     const s = await scenario(3, { firstRun: 32_000 });
-    const victim = startCli([...RUN, '--nproc', '1', '--nprep', '0', '--lease', '2'], { env: { ...s.env, RUN_PRODUCTION_CRASH_AT: 'recorded' }, cwd: s.fixture.dir });
-    expect((await victim.done).signal).toBe('SIGKILL');
-    const victimId = (await s.database.handle.db.selectFrom('sessions').select('id').where('pid', '=', victim.child.pid!).executeTakeFirstOrThrow()).id;
-    const [held] = await heldBy(s, victimId);
-    expect(held!.status).toBe('submitted');
-    await until(async () => (await jobPidsUnder(s.fixture.dir)).length === 0, 'the unreleased local job has left');
-    expect(await executionsPerRun(s)).toEqual(new Map());
-    await leaseExpired(s, victimId);
+    const held = await killedAt(s, 'recorded');
+    expect(held.status).toBe('submitted');
 
     const next = s.start([...RUN, '--until-done', '--nproc', '2', '--lease', '2']);
     const result = await next.done;
     expect(result.code, result.stderr).toBe(0);
     const adopted = await s.database.handle.db.selectFrom('events').select('run_number').where('kind', '=', 'adopt').execute();
-    expect(adopted.map((e) => e.run_number)).toEqual([held!.run_number]);
+    expect(adopted.map((e) => e.run_number)).toEqual([held.run_number]);
     expect(await statusCounts(s)).toEqual({ finished: 3 });
     // The adopted job had left without running (its submitter was gone): judged lost, its run ran once, on attempt 2.
     const executions = await executionsPerRun(s);
     expect([...executions.values()].every((n) => n === 1)).toBe(true);
     expect(executions.size).toBe(3);
-    expect((await readFile(s.fixture.executionsLog, 'utf8')).split('\n')).toContain(`${held!.run_number} 2`);
+    expect((await readFile(s.fixture.executionsLog, 'utf8')).split('\n')).toContain(`${held.run_number} 2`);
     expect(await filesUnder(join(s.fixture.dir, 'staging'))).toEqual([]);
   });
 });
