@@ -382,6 +382,44 @@ describe('limits and modes', () => {
     expect(await statusCounts(s)).toEqual({ finished: 3 });
   });
 
+  it('sessions starting together share the staging quota: never more runs staged than fit, whatever their timing', async () => {
+    // The quota: the bytes of the files in staging against 8,000. Every input is 2,048-2,648 bytes,
+    // so three always fit and four never do: at no moment may four runs have an input in staging.
+    const quota = `find staging -type f -printf '%s\\n' 2>/dev/null | awk '{s += $1} END {print "used=" s+0 " limit=8000"}'`;
+    const s = await scenario(12, { firstRun: 57_000, extraConfig: { quota: { command: quota, pattern: 'used=(?<used>\\d+) limit=(?<limit>\\d+)' } } });
+    await writeFile(s.fixture.holdFile, '');
+    const inStaging = async () =>
+      (
+        await sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM production_runs WHERE status IN ('downloading', 'staged', 'submitted', 'running')`.execute(s.database.handle.db)
+      ).rows[0]!.n;
+    let most = 0;
+    let mostBytes = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, await inStaging());
+        const sizes = await Promise.all((await filesUnder(join(s.fixture.dir, 'staging'))).map((f) => stat(f).then((x) => x.size, () => 0)));
+        mostBytes = Math.max(mostBytes, sizes.reduce((a, b) => a + b, 0));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    try {
+      const sessions = Array.from({ length: 4 }, () => s.start([...RUN, '--until-done', '--spacelim', '100', '--nproc', '1', '--nprep', '3']));
+      await until(async () => (await inStaging()) === 3, 'three inputs are staged, all that fit');
+      await new Promise((r) => setTimeout(r, 2000)); // every session has had passes in which nothing more fits
+      expect(await inStaging()).toBe(3);
+      await rm(s.fixture.holdFile);
+      for (const session of sessions) expect((await session.done).code).toBe(0);
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    expect(await statusCounts(s)).toEqual({ finished: 12 });
+    expect(most).toBeLessThanOrEqual(3);
+    expect(mostBytes).toBeLessThanOrEqual(8000);
+  });
+
   it('runs the prestage command with the files about to be fetched', async () => {
     const s = await scenario(3, { firstRun: 57_000, typeExtra: { archive: { prestage: 'echo >> prestaged.txt' } } });
     const result = await s.cli([...RUN, '--until-done']);
