@@ -453,6 +453,7 @@ export class OperatorLoop implements SnapshotSource {
       this.downloadsPausedReason = this.archiveBlocked;
       return false;
     }
+    const measuredFrom = Date.now();
     try {
       this.space = await measureStaging(this.production.config.stagingDir, this.production.config.quota);
     } catch (error) {
@@ -474,7 +475,7 @@ export class OperatorLoop implements SnapshotSource {
     const room = Math.min(wanted, this.archive.parallel - this.downloads.size);
     const candidates = waiting.slice(0, Math.max(room, 0));
     if (candidates.length === 0) return false;
-    const moved = await this.reserveAndStart(candidates, this.space);
+    const moved = await this.reserveAndStart(candidates, this.space, measuredFrom);
     if (moved === null) return false;
     if (moved.length) this.emit('download', null, `Staging runs: [${moved.join(', ')}]`);
     for (const run of candidates.filter((r) => moved.includes(r.run))) this.launchDownload({ ...run, status: 'downloading' });
@@ -486,15 +487,24 @@ export class OperatorLoop implements SnapshotSource {
    * the staging area stays below --spacelim counting every session's
    * reservations there. Serialised per staging directory, so two sessions
    * never both see the same room. Null when nothing fits.
+   *
+   * `space` was measured from `measuredFrom` on, before the lock: a download of
+   * another session that ended since then is in neither that reading nor the
+   * reservations, so the inputs that reached staging since then (a second of
+   * margin for the mover's clock) are counted as reserved too.
    */
-  private async reserveAndStart(candidates: HeldRunDetail[], space: SpaceReading): Promise<number[] | null> {
+  private async reserveAndStart(candidates: HeldRunDetail[], space: SpaceReading, measuredFrom: number): Promise<number[] | null> {
     const stagingDir = this.production.config.stagingDir.replace(/\/+$/, '') + '/';
     return this.db.transaction().execute(async (tx) => {
       await sql`SELECT pg_advisory_xact_lock(hashtext(${'run-production staging ' + stagingDir}))`.execute(tx);
+      const sinceSeconds = (Date.now() - measuredFrom) / 1000 + 1;
       const reserved = await sql<{ bytes: number }>`
         SELECT coalesce(sum(staged_bytes), 0)::bigint AS bytes FROM production_runs
          WHERE session_id IS NOT NULL -- downloads are held runs: read through the session index
-           AND status = 'downloading' AND starts_with(staged_path, ${stagingDir})`.execute(tx);
+           AND starts_with(staged_path, ${stagingDir})
+           AND (status = 'downloading'
+                OR (status IN ('staged', 'submitted', 'running')
+                    AND status_changed_at >= clock_timestamp() - ${sinceSeconds}::float8 * interval '1 second'))`.execute(tx);
       const limitBytes = (space.totalBytes * this.options.spacelim) / 100;
       let projected = space.usedBytes + reserved.rows[0]!.bytes;
       const chosen: HeldRunDetail[] = [];
@@ -504,7 +514,7 @@ export class OperatorLoop implements SnapshotSource {
         if (projected + size >= limitBytes) {
           const reason =
             `staging area would pass --spacelim ${this.options.spacelim}%: ${formatGiB(space.usedBytes)} used + ` +
-            `${formatGiB(reserved.rows[0]!.bytes)} reserved by downloads in flight + ${formatGiB(size)} for run ${run.run}`;
+            `${formatGiB(reserved.rows[0]!.bytes)} reserved by downloads in flight or just ended + ${formatGiB(size)} for run ${run.run}`;
           if (this.downloadsPausedReason !== reason) this.emit('warning', null, `Downloads paused: ${reason}`);
           this.downloadsPausedReason = reason;
           return null;
