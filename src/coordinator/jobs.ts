@@ -1,9 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { preparedSql } from '../db/prepared.js';
 import type { Database } from '../db/schema.js';
-import { randomBytes } from 'node:crypto';
 import type { JobSpec, JobState } from '../grids/grid.js';
 import { RELEASE_WAIT_SECONDS, releasePathFor, type JobRelease } from '../grids/wrapper.js';
 import {
@@ -185,8 +185,9 @@ export async function assessEndedJob(
   const outputs = outputPaths(config, id);
   const logs = logPaths(config, outputs, id);
   const attempt = run.attempts + 1;
-  await removeStatusTemps(statusFilePath(config, id, attempt));
-  await rm(releasePathFor(statusFilePath(config, id, attempt)), { force: true });
+  const statusPath = statusFilePath(config, id, attempt);
+  await removeStatusTemps(statusPath);
+  await rm(releasePathFor(statusPath), { force: true });
   let exitCode: number | null = state.state === 'done' ? state.exitCode : null;
   let error: string;
   if (state.state === 'done' && state.exitCode === 0) {

@@ -12,6 +12,7 @@ import { createArchive } from '../transfers/index.js';
 import { adoptionDeciderFor } from './adoption.js';
 import { checkAutoPause } from './auto-pause.js';
 import { claimRuns } from './claims.js';
+import { crashPointForTests } from './crash-points.js';
 import type { ProductionCounts } from './counts.js';
 import { downloadRun, inputUrl, stagedPathFor } from './download.js';
 import {
@@ -35,7 +36,6 @@ import { readSnapshotBase, throughputOf } from './snapshot-queries.js';
 import { measureStaging, type SpaceReading } from './space.js';
 import type { HeldStatus } from './statuses.js';
 import { returnRunsToPool, transitionRuns } from './transition.js';
-import { crashPointForTests } from './crash-points.js';
 
 /**
  * The operator loop: every --pause seconds, and at once when a download or a
