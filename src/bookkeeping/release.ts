@@ -101,6 +101,6 @@ async function removeStagedFiles(production: Production, sessionId: string, runs
   for (const run of runs) {
     if (!run.stagedPath || !isInStaging(production, run.stagedPath)) continue;
     await rm(run.stagedPath, { force: true }).catch(() => undefined);
-    await rm(partialDownloadPath(run.stagedPath, sessionId), { force: true }).catch(() => undefined);
+    await rm(partialDownloadPath(run.stagedPath, sessionId, run.attempts + 1), { force: true }).catch(() => undefined);
   }
 }

@@ -56,7 +56,7 @@ export async function downloadRun(
   const { production } = context;
   const url = inputUrl(context, run);
   const staged = stagedPathFor(context, run);
-  const partial = partialDownloadPath(staged, context.actor.sessionId);
+  const partial = partialDownloadPath(staged, context.actor.sessionId, run.attempts + 1);
   await mkdir(dirname(staged), { recursive: true });
   const tries = production.config.archive.retries;
   let lastError = '';

@@ -749,7 +749,7 @@ export class OperatorLoop implements SnapshotSource {
     for (const run of runs) {
       if (run.stagedPath && isInStaging(this.production, run.stagedPath)) {
         await rm(run.stagedPath, { force: true });
-        await rm(partialDownloadPath(run.stagedPath, this.sessionId), { force: true });
+        await rm(partialDownloadPath(run.stagedPath, this.sessionId, run.attempts + 1), { force: true });
       }
       if (run.status === 'submitted' || run.status === 'running') await removeAttemptFiles(this.context, run);
     }

@@ -135,7 +135,7 @@ export async function removeReturnedFiles(outcome: ReapOutcome, stagingDirOf: (p
   for (const run of outcome.returnedRuns) {
     if (!run.stagedPath?.startsWith(staging)) continue;
     await rm(run.stagedPath, { force: true });
-    await rm(partialDownloadPath(run.stagedPath, outcome.session.id), { force: true });
+    await rm(partialDownloadPath(run.stagedPath, outcome.session.id, run.attempts + 1), { force: true });
   }
 }
 

@@ -71,11 +71,19 @@ export function attemptLogPath(path: string, attempt: number): string {
   return join(dirname(path), renamed);
 }
 
-/** Staged input of a downloaded run, and the temporary name it is downloaded to. */
+/**
+ * Staged input of a downloaded run: named after the run AND its source's file name, since sources
+ * laid out as `run02091/raw.mid` share a basename, and two runs must never stage into one file.
+ */
 export function stagedInputPath(config: FrozenType, id: { type: string; version: number; run: number }, sourceName: string): string {
-  return join(config.stagingDir, id.type, `v${id.version}`, basename(sourceName) || `run${id.run}.input`);
+  return join(config.stagingDir, id.type, `v${id.version}`, `run${id.run}.${basename(sourceName) || 'input'}`);
 }
 
-export function partialDownloadPath(stagedPath: string, sessionId: string): string {
-  return `${stagedPath}.part-${sessionId.slice(0, 8)}`;
+/**
+ * The temporary name a download is written to: unique per run (the staged name is), per session and
+ * per attempt, so that a download still running for an attempt another session has taken over, or
+ * for an earlier attempt of this session, never writes into the file being verified.
+ */
+export function partialDownloadPath(stagedPath: string, sessionId: string, attempt: number): string {
+  return `${stagedPath}.part-${sessionId.slice(0, 8)}-a${attempt}`;
 }
