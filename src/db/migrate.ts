@@ -10,6 +10,14 @@ import { ExpectedError } from '../cli/errors.js';
  * FileMigrationProvider only loads JS/TS). Each file is applied in its own
  * transaction under a cluster-wide advisory lock, and recorded with a checksum
  * so that an applied file that was edited afterwards is noticed and refused.
+ *
+ * The lock is a transaction-level one (pg_advisory_xact_lock), taken again in
+ * every transaction, and nothing here keeps state on the server connection
+ * between transactions: behind a pooler in transaction mode (PgBouncer) each
+ * transaction may run on another server connection. A session-level lock taken
+ * there stays with whichever server connection ran it, is unlocked (or not) on
+ * another one, and every migrator that lands elsewhere waits for ever while
+ * holding one of the pooler's few connections.
  */
 
 export const SQL_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
@@ -92,37 +100,55 @@ function checkApplied(applied: AppliedRow[], files: MigrationFile[]): void {
 
 export async function migrate(pool: pg.Pool, options: { dir?: string } = {}): Promise<MigrationResult> {
   const files = await readMigrationFiles(options.dir);
+  const applied: MigrationFile[] = [];
   const client = await pool.connect();
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
-    try {
-      await ensureLedger(client);
-      const applied = (await client.query<AppliedRow>('SELECT version, name, checksum FROM schema_migrations ORDER BY version')).rows;
-      checkApplied(applied, files);
-      const done = new Set(applied.map((row) => row.version));
-      const pending = files.filter((file) => !done.has(file.version));
-      for (const file of pending) {
-        await client.query('BEGIN');
-        try {
-          await client.query(file.sql);
-          await client.query('INSERT INTO schema_migrations (version, name, checksum, applied_by) VALUES ($1, $2, $3, $4)', [
-            file.version,
-            file.name,
-            file.checksum,
-            userInfo().username,
-          ]);
-          await client.query('COMMIT');
-        } catch (error) {
-          await client.query('ROLLBACK');
-          throw new ExpectedError(`Migration sql/${file.file} failed and was rolled back: ${(error as Error).message}`);
-        }
-      }
-      return { applied: pending, version: files.at(-1)?.version ?? 0 };
-    } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+    // One file per transaction, the ledger read again under the lock each time: another
+    // migrator may have applied files between two of our transactions. No file runs twice,
+    // because reading the ledger and recording the file happen in one transaction under the lock.
+    for (;;) {
+      const next = await migrateOne(client, files);
+      if (!next) return { applied, version: files.at(-1)?.version ?? 0 };
+      applied.push(next);
     }
   } finally {
     client.release();
+  }
+}
+
+/** In one transaction under the lock: checks the ledger, applies the first pending file. Null when none is pending. */
+async function migrateOne(client: pg.PoolClient, files: MigrationFile[]): Promise<MigrationFile | null> {
+  let file: MigrationFile | undefined;
+  await client.query('BEGIN');
+  try {
+    // Released by COMMIT or ROLLBACK, or by the server when the connection dies: a crashed
+    // migrator cannot leave it held, whichever server connection the pooler gave us.
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    // Under the lock, so that two first migrators do not both create the ledger.
+    await ensureLedger(client);
+    const rows = (await client.query<AppliedRow>('SELECT version, name, checksum FROM schema_migrations ORDER BY version')).rows;
+    checkApplied(rows, files);
+    const done = new Set(rows.map((row) => row.version));
+    file = files.find((f) => !done.has(f.version));
+    if (!file) {
+      await client.query('COMMIT');
+      return null;
+    }
+    await client.query(file.sql);
+    await client.query('INSERT INTO schema_migrations (version, name, checksum, applied_by) VALUES ($1, $2, $3, $4)', [
+      file.version,
+      file.name,
+      file.checksum,
+      userInfo().username,
+    ]);
+    await client.query('COMMIT');
+    return file;
+  } catch (error) {
+    // A failed COMMIT has already ended the transaction (ROLLBACK then only warns); on a dead
+    // connection ROLLBACK fails too, and the pool drops that client when it is released.
+    await client.query('ROLLBACK').catch(() => undefined);
+    if (error instanceof ExpectedError || !file) throw error;
+    throw new ExpectedError(`Migration sql/${file.file} failed and was rolled back: ${(error as Error).message}`);
   }
 }
 
