@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { GridUnavailableError } from './grid.js';
 
@@ -12,7 +12,11 @@ import { GridUnavailableError } from './grid.js';
 export interface CommandOptions {
   /** Run the command on this host through `ssh` (user@host or an ssh_config alias). */
   sshHost?: string;
-  /** Give up (and kill the command) after this long; GridUnavailableError. */
+  /**
+   * Give up after this long: the command's whole process group is killed and
+   * the call rejects at once with GridUnavailableError, whatever the command's
+   * children still hold open. Default 30 s.
+   */
   timeoutMs?: number;
   /** Written to the command's standard input, which is closed afterwards. */
   input?: string;
@@ -52,55 +56,157 @@ export async function runCommand(argv: string[], opts: CommandOptions = {}): Pro
   // Only the command name and host go into messages: arguments may carry paths
   // worth showing, but environment values (tokens, passwords) never do.
   const where = opts.sshHost === undefined ? 'locally' : `on ${opts.sshHost} (via ssh)`;
-  const label = `${argv[0]} ${where}`;
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-
-  const result = await new Promise<CommandResult>((resolve, reject) => {
-    const child = spawn(file!, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    let timedOut = false;
-    let settled = false;
-    const settle = (fn: () => void): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      fn();
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      const why = error.code === 'ENOENT' ? 'command not found' : error.code ?? error.message;
-      settle(() => reject(new GridUnavailableError(`cannot run ${label}: ${why}`)));
-    });
-    child.on('close', (code, signal) => {
-      settle(() => {
-        if (timedOut) {
-          reject(new GridUnavailableError(`${label} did not answer within ${Math.round(timeoutMs / 1000)} s`));
-          return;
-        }
-        const signalNumber = signal === null ? 0 : osConstants.signals[signal] ?? 0;
-        resolve({
-          stdout: Buffer.concat(stdout).toString('utf8'),
-          stderr: Buffer.concat(stderr).toString('utf8'),
-          code: code ?? 128 + signalNumber,
-        });
-      });
-    });
-    // A command that does not read its input must not make us crash with EPIPE.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(opts.input ?? '');
+  const result = await runChild({
+    file: file!,
+    args,
+    env: opts.env ?? process.env,
+    input: opts.input ?? '',
+    label: `${argv[0]} ${where}`,
+    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
 
   if (opts.sshHost !== undefined && result.code === SSH_FAILURE) {
     throw new GridUnavailableError(`ssh to ${opts.sshHost} failed while running ${argv[0]}: ${lastLine(result.stderr) || 'exit 255'}`);
   }
   return result;
+}
+
+/** A scheduler command still running, as a banner may show it: a label, never arguments or environment values. */
+export interface InFlightCommand {
+  /** `squeue locally`, `sbatch on shifter@submit01 (via ssh)`. */
+  readonly label: string;
+  /** Epoch ms. */
+  readonly startedAt: number;
+}
+
+interface RunningCommand extends InFlightCommand {
+  /** Kills the command's process group and rejects its promise at once. */
+  abort(): void;
+}
+
+/** Commands spawned and not yet exited (or failed to start). */
+const inFlight = new Set<RunningCommand>();
+
+/** The scheduler commands running right now, oldest first: lets the loop name a command that hangs. */
+export function inFlightCommands(): readonly InFlightCommand[] {
+  return [...inFlight].map(({ label, startedAt }) => ({ label, startedAt }));
+}
+
+/**
+ * Kills every scheduler command running now (each one's whole process group)
+ * and makes each reject at once with GridUnavailableError "<label> was
+ * interrupted". For Ctrl-C: the rollback must not wait for a poll that hangs.
+ * Commands started after this call run normally.
+ */
+export function abortInFlightCommands(): void {
+  for (const command of [...inFlight]) command.abort();
+}
+
+/**
+ * After the command exits, how long its pipes may still deliver output. Output
+ * normally ends with the exit; a grandchild that inherited the pipes (a
+ * background process, an ssh ProxyCommand or ControlPersist master) may hold
+ * them open indefinitely and must not delay the answer.
+ */
+const EXIT_GRACE_MS = 200;
+
+interface ChildPlan {
+  file: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  input: string;
+  /** For messages and the in-flight list. */
+  label: string;
+  timeoutMs: number;
+}
+
+/**
+ * Spawns one command and settles on the first of: its pipes closing after it
+ * exited, its exit plus EXIT_GRACE_MS, the timeout, an abort, a spawn error.
+ * Never waits for anything but the command itself.
+ */
+function runChild(plan: ChildPlan): Promise<CommandResult> {
+  return new Promise<CommandResult>((resolve, reject) => {
+    // Its own process group (detached = setsid): a timeout or abort kills the
+    // command with everything it started, and a Ctrl-C on the shifter's
+    // terminal reaches only us, who then decide (abortInFlightCommands).
+    const child = spawn(plan.file, plan.args, { env: plan.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const output = collectOutput(child);
+    let settled = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+
+    const finish = (outcome: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timeoutTimer);
+      clearTimeout(graceTimer);
+      inFlight.delete(running);
+      // Only our ends of the pipes: a grandchild still holding the other ends
+      // must not keep handles (or the event loop) of this process alive.
+      destroyStdio(child);
+      outcome();
+    };
+    const stop = (message: string): void => {
+      killGroup(child);
+      finish(() => reject(new GridUnavailableError(message)));
+    };
+    const answer = (code: number | null, signal: NodeJS.Signals | null): void => {
+      finish(() => resolve({ ...output.text(), code: exitStatus(code, signal) }));
+    };
+
+    const running: RunningCommand = { label: plan.label, startedAt: Date.now(), abort: () => stop(`${plan.label} was interrupted`) };
+    inFlight.add(running);
+    const timeoutTimer = setTimeout(() => stop(`${plan.label} did not answer within ${Math.round(plan.timeoutMs / 1000)} s`), plan.timeoutMs);
+
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      const why = error.code === 'ENOENT' ? 'command not found' : error.code ?? error.message;
+      finish(() => reject(new GridUnavailableError(`cannot run ${plan.label}: ${why}`)));
+    });
+    child.on('exit', (code, signal) => {
+      if (settled) return; // killed on timeout or abort: already rejected
+      // It answered: no longer hanging, no longer subject to the timeout or an
+      // abort (its pid may be reused from now on, so its group is not killed).
+      inFlight.delete(running);
+      clearTimeout(timeoutTimer);
+      graceTimer = setTimeout(() => answer(code, signal), EXIT_GRACE_MS);
+    });
+    // The usual end: exited and all output read.
+    child.on('close', answer);
+    // A command that does not read its input must not make us crash with EPIPE.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(plan.input);
+  });
+}
+
+/** Gathers a child's stdout and stderr; text() decodes what arrived so far. */
+function collectOutput(child: ChildProcessWithoutNullStreams): { text(): { stdout: string; stderr: string } } {
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+  child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+  return { text: () => ({ stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') }) };
+}
+
+function destroyStdio(child: ChildProcessWithoutNullStreams): void {
+  child.stdin.destroy();
+  child.stdout.destroy();
+  child.stderr.destroy();
+}
+
+/** SIGKILL to the command's whole process group: the command, its children and theirs. */
+function killGroup(child: ChildProcessWithoutNullStreams): void {
+  if (child.pid === undefined) return; // never started
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group is gone already; nothing is left to kill.
+  }
+}
+
+/** Exit status as a shell reports it: 128+N when signal N ended the command. */
+function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  return 128 + (signal === null ? 0 : osConstants.signals[signal] ?? 0);
 }
 
 /** Backends take the runner as a dependency so tests can answer from recorded scheduler outputs. */
