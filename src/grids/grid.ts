@@ -37,7 +37,31 @@ export type JobState =
   /** The job ended; exitCode as recorded by the wrapper or the scheduler (128+N for signal N). */
   | { readonly state: 'done'; readonly exitCode: number; readonly host?: string; readonly reason?: string }
   /** Neither the scheduler nor the wrapper's status file know the job: it vanished. */
-  | { readonly state: 'lost'; readonly reason: string };
+  | { readonly state: 'lost'; readonly reason: string }
+  /**
+   * Not judged this pass: the poll's time budget (PollOptions.deadline) ran out
+   * before the per-job lookup this job needed (scontrol, sacct, qacct,
+   * condor_history). Says nothing about the job; the next pass asks again.
+   */
+  | { readonly state: 'unknown'; readonly reason: string };
+
+/** How one poll may spend its time. */
+export interface PollOptions {
+  /**
+   * Epoch ms. Once past, the backend makes no further per-job lookups and
+   * answers the jobs it did not look at with NOT_LOOKED_AT. The one bulk query
+   * (squeue, qstat, condor_q) is made whatever the deadline.
+   */
+  deadline?: number;
+}
+
+/** The answer for a job a poll skipped because its deadline had passed. */
+export const NOT_LOOKED_AT = { state: 'unknown', reason: 'not looked at this pass: scheduler time budget used' } as const satisfies JobState;
+
+/** Whether a poll's budget is spent: checked before each lookup beyond the bulk query. */
+export function budgetUsed(options: PollOptions | undefined): boolean {
+  return options?.deadline !== undefined && Date.now() >= options.deadline;
+}
 
 /** A job to look at: its id and the wrapper status file that backs the scheduler's answer. */
 export interface JobRef {
@@ -50,8 +74,12 @@ export interface Grid {
   readonly backend: string;
   /** Submit one job; resolves to the backend's job id. Throws GridUnavailableError when the scheduler is down. */
   submit(job: JobSpec): Promise<string>;
-  /** Look at many jobs at once (one scheduler query, not one per job). Every asked id is in the answer. */
-  poll(jobs: readonly JobRef[]): Promise<Map<string, JobState>>;
+  /**
+   * Look at many jobs at once (one scheduler query, not one per job). Every
+   * asked id is in the answer: with options.deadline passed, jobs that needed a
+   * further lookup come back `unknown` (see PollOptions).
+   */
+  poll(jobs: readonly JobRef[], options?: PollOptions): Promise<Map<string, JobState>>;
   /** Cancel many jobs at once; ids that are already gone are not an error. */
   cancel(jobIds: readonly string[]): Promise<void>;
   /**

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
 import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
-import { GridUnavailableError, type Grid, type JobRef, type JobSpec, type JobState } from './grid.js';
+import { budgetUsed, GridUnavailableError, NOT_LOOKED_AT, type Grid, type JobRef, type JobSpec, type JobState, type PollOptions } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
 /**
@@ -185,20 +185,27 @@ export function createHtcondorGrid(options: HtcondorOptions, run: CommandRunner 
       return parseCondorSubmitOutput(result.stdout);
     },
 
-    async poll(jobs: readonly JobRef[]): Promise<Map<string, JobState>> {
+    async poll(jobs: readonly JobRef[], options?: PollOptions): Promise<Map<string, JobState>> {
       const answer = new Map<string, JobState>();
       if (jobs.length === 0) return answer;
       const ids = jobs.map((ref) => ref.jobId);
       // -allusers: a session may adopt jobs another shifter submitted.
       const queue = await query(['condor_q', '-allusers', '-json', '-constraint', jobsConstraint(ids), '-attributes', ATTRIBUTES.join(',')]);
       const gone = jobs.filter((ref) => !queue.has(ref.jobId));
+      // The history is the lookup for the jobs that left the queue: skipped,
+      // with all of them, once the pass has no time left.
+      const skipHistory = gone.length > 0 && budgetUsed(options);
       // -limit stops the (possibly long) history scan once every job is found.
       const history =
-        gone.length === 0
+        gone.length === 0 || skipHistory
           ? new Map<string, CondorJobAd>()
           : await query(['condor_history', '-json', '-constraint', jobsConstraint(gone.map((ref) => ref.jobId)), '-attributes', ATTRIBUTES.join(','), '-limit', String(gone.length)]);
       for (const ref of jobs) {
         const live = queue.get(ref.jobId);
+        if (live === undefined && skipHistory) {
+          answer.set(ref.jobId, NOT_LOOKED_AT);
+          continue;
+        }
         const ended = history.get(ref.jobId);
         // The queue alone settles idle/running jobs; the wrapper matters once a job has ended.
         const wrapper = live !== undefined && [1, 2, 5, 6, 7].includes(live.JobStatus ?? 1) ? undefined : await readWrapperStatus(ref.statusPath);

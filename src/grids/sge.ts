@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
 import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
-import { GridUnavailableError, type Grid, type JobRef, type JobSpec, type JobState } from './grid.js';
+import { budgetUsed, GridUnavailableError, NOT_LOOKED_AT, type Grid, type JobRef, type JobSpec, type JobState, type PollOptions } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
 /**
@@ -184,7 +184,7 @@ export function createSgeGrid(options: SgeOptions, run: CommandRunner = runComma
       return parseQsubOutput(result.stdout);
     },
 
-    async poll(jobs: readonly JobRef[]): Promise<Map<string, JobState>> {
+    async poll(jobs: readonly JobRef[], options?: PollOptions): Promise<Map<string, JobState>> {
       const answer = new Map<string, JobState>();
       if (jobs.length === 0) return answer;
       const result = await sge(['qstat', '-xml', '-u', '*']);
@@ -203,6 +203,11 @@ export function createSgeGrid(options: SgeOptions, run: CommandRunner = runComma
         const wrapper = await readWrapperStatus(ref.statusPath);
         if (wrapper?.exit !== undefined) {
           answer.set(ref.jobId, { state: 'done', exitCode: wrapper.exit, host: wrapper.host });
+          continue;
+        }
+        // qacct scans the whole accounting file: only while the pass has time left.
+        if (budgetUsed(options)) {
+          answer.set(ref.jobId, NOT_LOOKED_AT);
           continue;
         }
         const record = await qacct(ref.jobId);

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
 import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
-import { GridUnavailableError, type Grid, type JobRef, type JobSpec, type JobState } from './grid.js';
+import { budgetUsed, GridUnavailableError, NOT_LOOKED_AT, type Grid, type JobRef, type JobSpec, type JobState, type PollOptions } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
 /**
@@ -251,7 +251,12 @@ export function createSlurmGrid(options: SlurmOptions, run: CommandRunner = runC
     return parseScontrolJob(result.stdout);
   }
 
-  async function pollCluster(group: { item: JobRef; id: string }[], cluster: string | undefined, answer: Map<string, JobState>): Promise<void> {
+  async function pollCluster(
+    group: { item: JobRef; id: string }[],
+    cluster: string | undefined,
+    answer: Map<string, JobState>,
+    options: PollOptions | undefined,
+  ): Promise<void> {
     const queue = await squeue(group.map((entry) => entry.id), cluster);
     // Jobs squeue shows as live are settled by it alone; finished or missing
     // ones need the wrapper's record and an exit code from elsewhere.
@@ -275,9 +280,15 @@ export function createSlurmGrid(options: SlurmOptions, run: CommandRunner = runC
       }
       return true;
     });
-    const accounted = await sacct(needDetail.map((entry) => entry.id), cluster);
+    // squeue is always asked; sacct and each scontrol only while the pass has time left.
+    const accounted = budgetUsed(options) ? new Map<string, SlurmRecord>() : await sacct(needDetail.map((entry) => entry.id), cluster);
     for (const entry of needDetail) {
-      const record = accounted.get(entry.id) ?? (await scontrol(entry.id, cluster)) ?? entry.queued;
+      const fromAccounting = accounted.get(entry.id);
+      if (fromAccounting === undefined && budgetUsed(options)) {
+        answer.set(entry.ref.jobId, NOT_LOOKED_AT);
+        continue;
+      }
+      const record = fromAccounting ?? (await scontrol(entry.id, cluster)) ?? entry.queued;
       answer.set(entry.ref.jobId, record === undefined ? stateFromWrapper(entry.wrapper, 'Slurm') : slurmJobState(record, entry.wrapper));
     }
   }
@@ -292,9 +303,10 @@ export function createSlurmGrid(options: SlurmOptions, run: CommandRunner = runC
       return parseSbatchOutput(result.stdout);
     },
 
-    async poll(jobs: readonly JobRef[]): Promise<Map<string, JobState>> {
+    async poll(jobs: readonly JobRef[], options?: PollOptions): Promise<Map<string, JobState>> {
       const answer = new Map<string, JobState>();
-      for (const [cluster, group] of groupByCluster(jobs)) await pollCluster(group, cluster, answer);
+      // One squeue per cluster, each the bulk query of its jobs: made whatever the deadline.
+      for (const [cluster, group] of groupByCluster(jobs)) await pollCluster(group, cluster, answer, options);
       return answer;
     },
 

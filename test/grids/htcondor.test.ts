@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderBatchScript } from '../../src/grids/batch-script.js';
-import { GridUnavailableError, type JobRef, type JobSpec } from '../../src/grids/grid.js';
+import { GridUnavailableError, NOT_LOOKED_AT, type JobRef, type JobSpec } from '../../src/grids/grid.js';
 import { createHtcondorGrid, htcondorOptionsFrom, jobsConstraint, parseCondorJson } from '../../src/grids/htcondor.js';
 import { fixture, recordingRunner } from '../fixtures/grids/fixture-runner.js';
 
@@ -153,6 +153,26 @@ describe('HTCondor polling', () => {
     });
     const gone = ['4250.0', '4251.0', '4252.0', '4253.0', '4299.0', '4298.0'];
     expect(runner.calls.map((call) => call.argv)).toEqual([condorQ(refs.map((r) => r.jobId)), condorHistory(gone)]);
+  });
+
+  it('past the deadline makes only the condor_q call: jobs that left the queue are not looked at', async () => {
+    const runner = recordingRunner({ condor_q: { stdout: condor('condor_q-mixed.stdout') } });
+    const refs = [
+      await ref('4242.0'),
+      // Completed but still in the queue: condor_q settles it.
+      await ref('4247.0', { host: 'wn042.pool.example.org', exit: 0 }),
+      await ref('4250.0'),
+      // The wrapper recorded an exit, but whether HTCondor removed the job was not asked.
+      await ref('4251.0', { host: 'wn008.pool.example.org', exit: 3 }),
+    ];
+    const states = await createHtcondorGrid({}, runner.run).poll(refs, { deadline: Date.now() - 1 });
+    expect(Object.fromEntries(states)).toEqual({
+      '4242.0': { state: 'running', host: 'wn042.pool.example.org' },
+      '4247.0': { state: 'done', exitCode: 0, host: 'wn042.pool.example.org' },
+      '4250.0': NOT_LOOKED_AT,
+      '4251.0': NOT_LOOKED_AT,
+    });
+    expect(runner.calls.map((call) => call.argv)).toEqual([condorQ(refs.map((r) => r.jobId))]);
   });
 
   it.each(['condor_q-empty-nothing.stdout', 'condor_q-empty-brackets.stdout'])('accepts an empty queue printed as %s', async (name) => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderBatchScript } from '../../src/grids/batch-script.js';
-import { GridUnavailableError, type JobRef, type JobSpec } from '../../src/grids/grid.js';
+import { GridUnavailableError, NOT_LOOKED_AT, type JobRef, type JobSpec, type PollOptions } from '../../src/grids/grid.js';
 import { createSgeGrid, parseQacct, parseQstatXml, sgeOptionsFrom } from '../../src/grids/sge.js';
 import { fixture, recordingRunner } from '../fixtures/grids/fixture-runner.js';
 
@@ -160,6 +160,36 @@ describe('SGE polling', () => {
     });
     expect(runner.argvOf('qstat')).toEqual([QSTAT]);
     expect(runner.argvOf('qacct')).toEqual(['4711', '4717', '4716', '4718', '4799', '4798'].map((id) => ['qacct', '-j', id]));
+  });
+
+  it('past the deadline makes only the qstat call: jobs that needed qacct are not looked at', async () => {
+    const runner = recordingRunner({ qstat: { stdout: sge('qstat-mixed.stdout') } });
+    const refs = [await ref('4711'), await ref('4713'), await ref('4790'), await ref('4791', { host: 'node11.cluster', exit: 4 }), await ref('4792', { host: 'node02.cluster' })];
+    const states = await createSgeGrid({}, runner.run).poll(refs, { deadline: Date.now() - 1 });
+    expect(Object.fromEntries(states)).toEqual({
+      '4711': { state: 'running', host: 'node07.cluster' },
+      '4713': { state: 'queued' },
+      '4790': NOT_LOOKED_AT,
+      // Judged by the wrapper, which needs no scheduler call.
+      '4791': { state: 'done', exitCode: 4, host: 'node11.cluster' },
+      '4792': NOT_LOOKED_AT,
+    });
+    expect(runner.calls.map((call) => call.argv)).toEqual([QSTAT]);
+  });
+
+  it('stops asking qacct once the deadline passes during the pass', async () => {
+    const options: PollOptions = { deadline: Date.now() + 600_000 };
+    const runner = recordingRunner({
+      qstat: { stdout: sge('qstat-empty.stdout') },
+      qacct: () => {
+        // This scan of the accounting file took the rest of the pass's budget.
+        options.deadline = Date.now() - 1;
+        return { stdout: sge('qacct-completed.stdout') };
+      },
+    });
+    const states = await createSgeGrid({}, runner.run).poll([await ref('4711'), await ref('4717'), await ref('4716')], options);
+    expect(runner.argvOf('qacct')).toEqual([['qacct', '-j', '4711']]);
+    expect(Object.fromEntries(states)).toEqual({ '4711': { state: 'done', exitCode: 0, host: 'node07.cluster' }, '4717': NOT_LOOKED_AT, '4716': NOT_LOOKED_AT });
   });
 
   it('reads the fields of a qacct record', () => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderBatchScript } from '../../src/grids/batch-script.js';
 import { commandLine, runCommand } from '../../src/grids/command.js';
-import { GridUnavailableError, type JobRef, type JobSpec } from '../../src/grids/grid.js';
+import { GridUnavailableError, NOT_LOOKED_AT, type JobRef, type JobSpec, type PollOptions } from '../../src/grids/grid.js';
 import { createSlurmGrid, slurmOptionsFrom } from '../../src/grids/slurm.js';
 import { WRAPPER_PATH } from '../../src/grids/wrapper.js';
 import { fixture, recordingRunner } from '../fixtures/grids/fixture-runner.js';
@@ -194,7 +194,24 @@ describe('Slurm backend, recorded outputs', () => {
     expect(runner.calls.map((call) => call.argv)).toEqual([['squeue', '--noheader', '--states=all', '--format=%i|%T|%N', '--jobs=4101,4102,4103,4104']]);
   });
 
-  it('judges finished and missing jobs by scontrol and the wrapper when accounting is disabled', async () => {
+  /** squeue-mixed.stdout: 7 and 13 ended without a wrapper exit, 8 ended with one, 11 queued, 9 running; 77-79 are gone. */
+  async function mixedRefs(): Promise<JobRef[]> {
+    return [
+      await ref('7'),
+      await ref('8', { host: 'vm.cluster', exit: 143 }),
+      await ref('13'),
+      await ref('11'),
+      await ref('9'),
+      await ref('77'),
+      await ref('78', { host: 'node05', exit: 0 }),
+      await ref('79', { host: 'node06' }),
+    ];
+  }
+
+  it.each<[string, PollOptions | undefined]>([
+    ['without a deadline', undefined],
+    ['with a deadline not reached', { deadline: Date.now() + 600_000 }],
+  ])('judges finished and missing jobs by scontrol and the wrapper when accounting is disabled, %s', async (_, options) => {
     const runner = recordingRunner({
       squeue: { stdout: slurm('squeue-mixed.stdout') },
       sacct: { stderr: slurm('sacct-disabled.stderr'), code: 1 },
@@ -206,17 +223,7 @@ describe('Slurm backend, recorded outputs', () => {
       },
     });
     const grid = createSlurmGrid({}, runner.run);
-    const refs = [
-      await ref('7'),
-      await ref('8', { host: 'vm.cluster', exit: 143 }),
-      await ref('13'),
-      await ref('11'),
-      await ref('9'),
-      await ref('77'),
-      await ref('78', { host: 'node05', exit: 0 }),
-      await ref('79', { host: 'node06' }),
-    ];
-    const states = await grid.poll(refs);
+    const states = await grid.poll(await mixedRefs(), options);
     expect(Object.fromEntries(states)).toEqual({
       // ExitCode=0:15: killed by SIGTERM.
       '7': { state: 'done', exitCode: 143, host: 'vm', reason: 'Slurm job state CANCELLED' },
@@ -237,6 +244,43 @@ describe('Slurm backend, recorded outputs', () => {
     // Accounting said it is disabled: the next poll does not ask it again.
     await grid.poll([await ref('77')]);
     expect(runner.argvOf('sacct')).toHaveLength(1);
+  });
+
+  it('past the deadline makes only the squeue call: jobs that needed sacct or scontrol are not looked at', async () => {
+    const runner = recordingRunner({ squeue: { stdout: slurm('squeue-mixed.stdout') } });
+    const states = await createSlurmGrid({}, runner.run).poll(await mixedRefs(), { deadline: Date.now() - 1 });
+    expect(Object.fromEntries(states)).toEqual({
+      '7': NOT_LOOKED_AT,
+      // Settled by squeue and the wrapper alone, as without a deadline.
+      '8': { state: 'done', exitCode: 143, host: 'vm.cluster', reason: 'Slurm job state CANCELLED' },
+      '13': NOT_LOOKED_AT,
+      '11': { state: 'queued' },
+      '9': { state: 'running', host: 'vm' },
+      '77': NOT_LOOKED_AT,
+      // The wrapper recorded an exit, but Slurm's verdict (a cancellation, a timeout) was not asked.
+      '78': NOT_LOOKED_AT,
+      '79': NOT_LOOKED_AT,
+    });
+    expect(NOT_LOOKED_AT).toEqual({ state: 'unknown', reason: 'not looked at this pass: scheduler time budget used' });
+    expect(runner.calls.map((call) => call.argv[0])).toEqual(['squeue']);
+  });
+
+  it('stops asking scontrol once the deadline passes during the pass', async () => {
+    const options: PollOptions = { deadline: Date.now() + 600_000 };
+    const runner = recordingRunner({
+      squeue: { stdout: slurm('squeue-mixed.stdout') },
+      sacct: { stderr: slurm('sacct-disabled.stderr'), code: 1 },
+      scontrol: () => {
+        // This answer took the rest of the pass's budget.
+        options.deadline = Date.now() - 1;
+        return { stdout: slurm('scontrol-cancelled.stdout') };
+      },
+    });
+    const states = await createSlurmGrid({}, runner.run).poll(await mixedRefs(), options);
+    expect(runner.argvOf('scontrol')).toEqual([['scontrol', 'show', 'job', '7']]);
+    expect(states.get('7')).toEqual({ state: 'done', exitCode: 143, host: 'vm', reason: 'Slurm job state CANCELLED' });
+    for (const id of ['13', '77', '78', '79']) expect(states.get(id)).toEqual(NOT_LOOKED_AT);
+    expect([...states.keys()].sort()).toEqual(['11', '13', '7', '77', '78', '79', '8', '9']);
   });
 
   it('maps every state sacct reports, preferring the wrapper exit code', async () => {
