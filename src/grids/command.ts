@@ -87,6 +87,18 @@ interface RunningCommand extends InFlightCommand {
 /** Commands spawned and not yet exited (or failed to start). */
 const inFlight = new Set<RunningCommand>();
 
+let exitHookInstalled = false;
+/**
+ * In their own process groups, commands no longer die with a Ctrl-C on the
+ * terminal; so that none outlives this process (a hung ssh would), the groups
+ * still running when it exits are killed.
+ */
+function killInFlightOnExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', abortInFlightCommands);
+}
+
 /** The scheduler commands running right now, oldest first: lets the loop name a command that hangs. */
 export function inFlightCommands(): readonly InFlightCommand[] {
   return [...inFlight].map(({ label, startedAt }) => ({ label, startedAt }));
@@ -156,6 +168,7 @@ function runChild(plan: ChildPlan): Promise<CommandResult> {
 
     const running: RunningCommand = { label: plan.label, startedAt: Date.now(), abort: () => stop(`${plan.label} was interrupted`) };
     inFlight.add(running);
+    killInFlightOnExit();
     const timeoutTimer = setTimeout(() => stop(`${plan.label} did not answer within ${Math.round(plan.timeoutMs / 1000)} s`), plan.timeoutMs);
 
     child.on('error', (error: NodeJS.ErrnoException) => {

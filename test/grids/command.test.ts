@@ -4,7 +4,10 @@
  * at once, and the commands running now can be listed and aborted.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { abortInFlightCommands, inFlightCommands, runCommand } from '../../src/grids/command.js';
 import { GridUnavailableError } from '../../src/grids/grid.js';
@@ -132,5 +135,38 @@ describe('commands in flight', () => {
     expect(inFlightCommands()).toEqual([]);
     expect(await until(() => tokens.every((token) => sleepsWith(token).length === 0), 1000)).toBe(true);
     await expect(runCommand(['bash', '-c', 'sleep 0.2; echo after'])).resolves.toEqual({ stdout: 'after\n', stderr: '', code: 0 });
+  });
+});
+
+/** command.ts and grid.ts as plain ES modules, for a Node process of their own. */
+function compiledRunner(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'rp-command-'));
+  writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
+  for (const name of ['command', 'grid']) {
+    const source = readFileSync(new URL(`../../src/grids/${name}.ts`, import.meta.url), 'utf8');
+    const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 } });
+    writeFileSync(join(dir, `${name}.js`), outputText);
+  }
+  return dir;
+}
+
+describe('a process that exits with commands in flight', () => {
+  it('takes their process groups with it (they no longer die with a Ctrl-C on the terminal)', async () => {
+    const dir = compiledRunner();
+    try {
+      const token = sleepToken(30);
+      leftovers.push(token);
+      const script = `
+        import { runCommand } from './command.js';
+        runCommand(['bash', '-c', 'sleep ${token}; echo'], { timeoutMs: 60_000 }).catch(() => undefined);
+        setTimeout(() => process.exit(0), 300);
+      `;
+      const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 10_000 });
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(0);
+      expect(await until(() => sleepsWith(token).length === 0, 1000)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
