@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { ExpectedError } from '../cli/errors.js';
 import { checkJobOptions } from '../grids/index.js';
 import { jsonErrorLocation } from './json-position.js';
+import { parseSize } from './size.js';
 import { checkTemplate, fillSome, TemplateError } from './templates.js';
 
 /**
@@ -33,7 +34,15 @@ export interface ArchiveOptions {
   timeoutSeconds: number;
   /** Download tries before the run goes back to `new` with the error. */
   retries: number;
+  /**
+   * Bytes reserved in the staging area for a run whose catalogue entry has no size (default 1 GiB),
+   * so that such downloads cannot overfill it. Absent from configs frozen before it existed.
+   */
+  defaultBytes?: number;
 }
+
+/** Reservation for a run without a catalogue size, when the config does not say. */
+export const DEFAULT_INPUT_BYTES = 2 ** 30;
 
 export type InputConfig = { kind: 'archive'; source: string } | { kind: 'parent'; output: string };
 
@@ -49,9 +58,16 @@ export interface FrozenType {
   job: { backend: Backend; script: string; options: Record<string, unknown> };
   outputs: Record<string, string>;
   maxAttempts: number;
-  autoPause: { failures: number };
+  /**
+   * failures: consecutive failed job attempts that pause the production. infrastructure: consecutive
+   * downloads that failed on the archive or the staging disk (not the run's fault) that pause it;
+   * absent from configs frozen before it existed (DEFAULT_INFRASTRUCTURE_FAILURES).
+   */
+  autoPause: { failures: number; infrastructure?: number };
   quota: QuotaConfig | null;
 }
+
+export const DEFAULT_INFRASTRUCTURE_FAILURES = 5;
 
 export interface LoadedConfig {
   file: string;
@@ -111,6 +127,13 @@ class Fields {
     if (value === undefined) return fallback;
     if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) this.fail(path, 'a positive whole number', value);
     return value;
+  }
+  /** A size: a whole number of bytes, or text such as "2G" or "800M" (powers of 1024). */
+  size(value: unknown, path: string, fallback: number): number {
+    if (value === undefined) return fallback;
+    const bytes = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*[KMGTP]?i?B?\s*$/i.test(value) ? parseSize(value) : NaN;
+    if (!Number.isFinite(bytes) || bytes <= 0) this.fail(path, 'a size such as 2G, 800M or a number of bytes', value);
+    return Math.round(bytes);
   }
   template(value: unknown, path: string): string {
     const text = this.string(value, path);
@@ -181,7 +204,7 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
       input = { kind: 'archive', source: absolute(base, fillSome(source, { dataDir, stagingDir })) };
     }
     const archiveRaw = t.archive === undefined ? {} : f.object(t.archive, `${path}.archive`);
-    f.onlyKeys(archiveRaw, `${path}.archive`, ['parallel', 'prestage', 'timeoutSeconds', 'retries']);
+    f.onlyKeys(archiveRaw, `${path}.archive`, ['parallel', 'prestage', 'timeoutSeconds', 'retries', 'defaultSize']);
     const jobRaw = f.object(t.job, `${path}.job`);
     f.onlyKeys(jobRaw, `${path}.job`, ['backend', 'script', 'options']);
     const backend = f.string(jobRaw.backend, `${path}.job.backend`);
@@ -212,6 +235,7 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
         prestage: f.optionalString(archiveRaw.prestage, `${path}.archive.prestage`),
         timeoutSeconds: f.positiveInt(archiveRaw.timeoutSeconds, `${path}.archive.timeoutSeconds`, 120),
         retries: f.positiveInt(archiveRaw.retries, `${path}.archive.retries`, 3),
+        defaultBytes: f.size(archiveRaw.defaultSize, `${path}.archive.defaultSize`, DEFAULT_INPUT_BYTES),
       },
       job: {
         backend: backend as Backend,
@@ -220,7 +244,10 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
       },
       outputs,
       maxAttempts: f.positiveInt(t.maxAttempts, `${path}.maxAttempts`, 3),
-      autoPause: { failures: f.positiveInt(autoPauseRaw.failures, `${path}.autoPause.failures`, 10) },
+      autoPause: {
+        failures: f.positiveInt(autoPauseRaw.failures, `${path}.autoPause.failures`, 10),
+        infrastructure: f.positiveInt(autoPauseRaw.infrastructure, `${path}.autoPause.infrastructure`, DEFAULT_INFRASTRUCTURE_FAILURES),
+      },
       quota,
     };
   }

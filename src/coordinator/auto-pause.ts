@@ -36,6 +36,19 @@ export async function checkAutoPause(db: Kysely<Database>, production: Productio
   if (rows.rows.length < k || rows.rows.some((r) => r.outcome !== 'failed')) return null;
 
   const reason = `auto-paused: ${k} consecutive failed job attempts (${describeExitCodes(rows.rows)}); check the job logs, then run-production resume --production ${production.type} --version ${production.version}`;
+  return pauseAutomatically(db, production, actor, reason);
+}
+
+/**
+ * Pauses the production because its downloads keep failing on the archive or the staging disk
+ * (autoPause.infrastructure in a row, none counted against a run); returns the reason, or null.
+ */
+export async function pauseForInfrastructure(db: Kysely<Database>, production: Production, actor: Actor, what: string): Promise<string | null> {
+  const reason = `auto-paused: ${what}; fix it, then run-production resume --production ${production.type} --version ${production.version}`;
+  return pauseAutomatically(db, production, actor, reason);
+}
+
+async function pauseAutomatically(db: Kysely<Database>, production: Production, actor: Actor, reason: string): Promise<string | null> {
   return db.transaction().execute(async (tx) => {
     // Only an active production is paused, and only once when several sessions see the failures at the same time.
     const paused = await tx

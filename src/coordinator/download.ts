@@ -1,8 +1,10 @@
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fillTemplate } from '../config/templates.js';
+import { isDatabaseUnavailable } from '../db/connection.js';
 import { partialDownloadPath, stagedInputPath, templateValues } from '../outputs/paths.js';
-import { ArchiveAuthError, MissingInputError, type Archive } from '../transfers/archive.js';
+import { ArchiveAuthError, ArchiveUnavailableError, MissingInputError, type Archive } from '../transfers/archive.js';
 import { sourceUrl } from '../transfers/index.js';
 import { checksumMismatch } from '../transfers/verify.js';
 import { identity, type HeldRunDetail, type JobContext } from './jobs.js';
@@ -11,16 +13,45 @@ import { transitionRuns } from './transition.js';
 /**
  * One run's input download: to a temporary name in the staging area, checked
  * against the catalogue's size and checksum, then renamed into place and the
- * run moved to `staged`. Transient failures are retried with backoff; then the
- * run goes back to `new` with the error (counted as an attempt, so that a
- * broken input cannot loop for ever). A missing file is counted the same way.
+ * run moved to `staged`.
+ *
+ * Whose fault a failure is decides what it costs. The run's: its file is
+ * missing from an archive that answers, or arrives with the wrong size or
+ * checksum every time; the run goes back to `new` with the attempt counted (or
+ * to `failed`), so a broken input cannot loop for ever. The infrastructure's:
+ * the archive's root is gone or the archive does not answer, or the staging
+ * disk is full, read-only or refuses us; no attempt is counted, the run stays
+ * `downloading` with its reservation, and the loop pauses downloads and tries
+ * again later (see DownloadOutcome 'infrastructure').
  */
 
 export type DownloadOutcome =
   | { kind: 'staged'; run: number; bytes: number; path: string }
   | { kind: 'returned' | 'failed'; run: number; error: string }
   | { kind: 'auth-failed'; run: number; error: string }
+  /** Not the run's fault: it stays `downloading`, held, and is downloaded again once the fault passes. */
+  | { kind: 'infrastructure'; run: number; where: 'archive' | 'staging'; error: string }
   | { kind: 'aborted' | 'lost-ownership'; run: number };
+
+/** Errors of the local file system that are the staging disk's fault, whichever file they name. */
+const STAGING_DISK_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
+/** Refusals that are the staging disk's fault when they name a file in it, the archive's otherwise. */
+const PERMISSION_CODES = new Set(['EACCES', 'EPERM']);
+
+/** An error, or one of its causes, that the local file system raised for the staging area. */
+function stagingFault(error: unknown, stagingDir: string): string | null {
+  for (let e = error as (NodeJS.ErrnoException & { cause?: unknown }) | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (!e.code) continue;
+    const inStaging = typeof e.path === 'string' && e.path.startsWith(stagingDir);
+    if (STAGING_DISK_CODES.has(e.code) || (PERMISSION_CODES.has(e.code) && inStaging)) return `${e.code}: ${e.message}`;
+  }
+  return null;
+}
+
+/** A downloaded file that is not the catalogue's: retried, then the run's fault. */
+class InputMismatchError extends Error {
+  override readonly name = 'InputMismatchError';
+}
 
 export interface DownloadHooks {
   onProgress(bytes: number, total: number | undefined): void;
@@ -57,9 +88,18 @@ export async function downloadRun(
   const url = inputUrl(context, run);
   const staged = stagedPathFor(context, run);
   const partial = partialDownloadPath(staged, context.actor.sessionId, run.attempts + 1);
-  await mkdir(dirname(staged), { recursive: true });
+  const stagingDir = production.config.stagingDir;
+  const infrastructure = (where: 'archive' | 'staging', error: string): DownloadOutcome => ({ kind: 'infrastructure', run: run.run, where, error });
+  try {
+    await mkdir(dirname(staged), { recursive: true });
+  } catch (error) {
+    // A recursive mkdir on a read-only file system says ENOENT; the staging root itself says why.
+    const why = await access(stagingDir, constants.W_OK).then(() => (error as Error).message, (rootError: Error) => rootError.message);
+    return infrastructure('staging', `cannot create ${dirname(staged)}: ${why}`);
+  }
   const tries = production.config.archive.retries;
   let lastError = '';
+  let lastWasMismatch = false;
   for (let attempt = 1; attempt <= tries; attempt++) {
     if (signal.aborted) return { kind: 'aborted', run: run.run };
     // A stalled transfer must not hang the run: abort when no byte arrives for timeoutSeconds.
@@ -81,23 +121,29 @@ export async function downloadRun(
         },
       });
       const size = (await stat(partial)).size;
-      if (run.sizeBytes !== null && size !== run.sizeBytes) throw new Error(`size ${size} bytes, the catalogue says ${run.sizeBytes}`);
+      if (run.sizeBytes !== null && size !== run.sizeBytes) throw new InputMismatchError(`size ${size} bytes, the catalogue says ${run.sizeBytes}`);
       if (run.checksum) {
         const mismatch = await checksumMismatch(partial, run.checksum);
-        if (mismatch) throw new Error(`checksum mismatch: ${mismatch}`);
+        if (mismatch) throw new InputMismatchError(`checksum mismatch: ${mismatch}`);
       }
       // Record first, rename second: a session that lost the run (its lease expired
       // and another session may be staging the same path now) never touches the
       // staged name, and a crash in between leaves only names a reaper deletes.
-      const moved = await transitionRuns(context.db, {
-        productionId: production.id,
-        runs: [{ run: run.run, stagedPath: staged, stagedBytes: result.bytes }],
-        from: 'downloading',
-        to: 'staged',
-        owner: context.actor.sessionId,
-        actor: context.actor,
-        message: `staged ${result.bytes} bytes from ${url.protocol}//${url.host}${url.pathname}`,
-      });
+      const moved = await recordedWhenTheDatabaseAnswers(signal, () =>
+        transitionRuns(context.db, {
+          productionId: production.id,
+          runs: [{ run: run.run, stagedPath: staged, stagedBytes: result.bytes }],
+          from: 'downloading',
+          to: 'staged',
+          owner: context.actor.sessionId,
+          actor: context.actor,
+          message: `staged ${result.bytes} bytes from ${url.protocol}//${url.host}${url.pathname}`,
+        }),
+      );
+      if (moved === null) {
+        await rm(partial, { force: true });
+        return { kind: 'aborted', run: run.run };
+      }
       if (moved.length === 0) {
         await rm(partial, { force: true });
         return { kind: 'lost-ownership', run: run.run };
@@ -113,7 +159,11 @@ export async function downloadRun(
         await giveUp(context, run, `archive refused the credentials: ${message}`, false);
         return { kind: 'auth-failed', run: run.run, error: message };
       }
+      if (error instanceof ArchiveUnavailableError) return infrastructure('archive', message);
+      const disk = stagingFault(error, stagingDir);
+      if (disk) return infrastructure('staging', disk);
       lastError = message;
+      lastWasMismatch = error instanceof InputMismatchError;
       if (attempt < tries) {
         const delay = Math.min(2 ** attempt, 30);
         hooks.onRetry(attempt, message, delay);
@@ -124,7 +174,26 @@ export async function downloadRun(
       signal.removeEventListener('abort', onAbort);
     }
   }
-  return giveUp(context, run, `download failed ${tries} times: ${lastError}`, true);
+  // The same wrong bytes every time are the input's fault; an archive that keeps failing is not the run's.
+  if (lastWasMismatch) return giveUp(context, run, `download failed ${tries} times: ${lastError}`, true);
+  return infrastructure('archive', `download failed ${tries} times: ${lastError}`);
+}
+
+/**
+ * A verified input must not be thrown away because the database is down at the moment it arrives:
+ * the move is tried again, with backoff, until the database answers (or the session aborts: null).
+ * Without this the run stayed `downloading` for ever, with nobody downloading it.
+ */
+async function recordedWhenTheDatabaseAnswers<T>(signal: AbortSignal, record: () => Promise<T>): Promise<T | null> {
+  for (let wait = 1; ; wait = Math.min(wait * 2, 10)) {
+    try {
+      return await record();
+    } catch (error) {
+      if (!isDatabaseUnavailable(error) || signal.aborted) throw error;
+    }
+    await sleep(wait * 1000, signal);
+    if (signal.aborted) return null;
+  }
 }
 
 async function giveUp(context: JobContext, run: HeldRunDetail, error: string, countAttempt: boolean): Promise<DownloadOutcome> {

@@ -9,11 +9,13 @@ import { releaseJob } from '../grids/wrapper.js';
 import { partialDownloadPath } from '../outputs/paths.js';
 import type { Archive } from '../transfers/archive.js';
 import { createArchive } from '../transfers/index.js';
+import { DEFAULT_INFRASTRUCTURE_FAILURES, DEFAULT_INPUT_BYTES } from '../config/config.js';
 import { adoptionDeciderFor } from './adoption.js';
-import { checkAutoPause } from './auto-pause.js';
+import { checkAutoPause, pauseForInfrastructure } from './auto-pause.js';
 import { claimRuns } from './claims.js';
 import { crashPointForTests } from './crash-points.js';
 import type { ProductionCounts } from './counts.js';
+import { describeFault, withFault, type FaultStreak } from './fault-streak.js';
 import { downloadRun, inputUrl, stagedPathFor } from './download.js';
 import {
   ensureModulesFile,
@@ -98,6 +100,8 @@ export class OperatorLoop implements SnapshotSource {
   private aborting = false;
   private stopped = false;
   private archiveBlocked: string | null = null;
+  /** Downloads failing in a row through no fault of their runs; null while downloads work. */
+  private downloadFault: FaultStreak | null = null;
   private lastHeartbeatOk = Date.now();
   private degraded = false;
   private readonly alerts = new Map<SnapshotAlert['kind'], SnapshotAlert>();
@@ -444,8 +448,11 @@ export class OperatorLoop implements SnapshotSource {
   /** Starts downloads; true when it moved runs to `downloading`. */
   private async startDownloads(): Promise<boolean> {
     if (this.production.config.input.kind !== 'archive' || this.aborting || this.draining) return false;
+    // Runs left `downloading` with no download under way: their download met an infrastructure fault,
+    // or ended while the database was down. They keep their reservation and start again from here.
+    const interrupted = this.held.filter((r) => r.status === 'downloading' && !this.downloads.has(r.run));
     const waiting = this.held.filter((r) => r.status === 'claimed' && !this.downloads.has(r.run));
-    if (waiting.length === 0) {
+    if (waiting.length === 0 && interrupted.length === 0) {
       this.downloadsPausedReason = null;
       return false;
     }
@@ -453,13 +460,28 @@ export class OperatorLoop implements SnapshotSource {
       this.downloadsPausedReason = this.archiveBlocked;
       return false;
     }
+    if (this.downloadFault) {
+      const banner = describeFault(this.downloadFault);
+      this.downloadsPausedReason = banner;
+      if (Date.now() < this.downloadFault.retryAt || this.production.status !== 'active') return false;
+    }
     const measuredFrom = Date.now();
     try {
       this.space = await measureStaging(this.production.config.stagingDir, this.production.config.quota);
+      this.clearAlert('staging-failing');
     } catch (error) {
       this.downloadsPausedReason = `cannot measure the staging area: ${(error as Error).message}`;
+      this.setAlert('staging-failing', `Cannot measure the staging area ${this.production.config.stagingDir}: ${(error as Error).message}; no new downloads`);
       return false;
     }
+    this.archive ??= await createArchive(
+      inputUrl(this.context, (waiting[0] ?? interrupted[0])!).protocol.replace(':', ''),
+      this.production.config.archive,
+      this.production.config.input.source,
+    );
+    // Interrupted downloads first: they hold their reservation already, so they need no new room.
+    for (const run of interrupted.slice(0, Math.max(this.archive.parallel - this.downloads.size, 0))) this.launchDownload(run);
+    if (waiting.length === 0) return false;
     if (this.space.usedPercent >= this.options.spacelim) {
       const reason = `staging area ${this.space.usedPercent.toFixed(1)}% used, at or above --spacelim ${this.options.spacelim}%`;
       if (this.downloadsPausedReason !== reason) this.emit('warning', null, `Downloads paused: ${reason}`);
@@ -467,7 +489,6 @@ export class OperatorLoop implements SnapshotSource {
       return false;
     }
     this.downloadsPausedReason = null;
-    this.archive ??= await createArchive(inputUrl(this.context, waiting[0]!).protocol.replace(':', ''), this.production.config.archive);
     // Inputs for the free job slots, plus at most nprep staged ahead of the running jobs.
     const staged = this.held.filter((r) => r.status === 'staged').length;
     const onGrid = this.held.filter((r) => r.status === 'submitted' || r.status === 'running').length;
@@ -509,7 +530,7 @@ export class OperatorLoop implements SnapshotSource {
       let projected = space.usedBytes + reserved.rows[0]!.bytes;
       const chosen: HeldRunDetail[] = [];
       for (const run of candidates) {
-        const size = run.sizeBytes ?? 0;
+        const size = this.expectedBytes(run);
         if (projected + size >= limitBytes && chosen.length > 0) break;
         if (projected + size >= limitBytes) {
           const reason =
@@ -525,7 +546,7 @@ export class OperatorLoop implements SnapshotSource {
       return transitionRuns(tx, {
         productionId: this.production.id,
         // The reservation: expected bytes and where they go; a reaper also uses the path to clean up.
-        runs: chosen.map((r) => ({ run: r.run, stagedBytes: r.sizeBytes ?? undefined, stagedPath: stagedPathFor(this.context, r) })),
+        runs: chosen.map((r) => ({ run: r.run, stagedBytes: this.expectedBytes(r), stagedPath: stagedPathFor(this.context, r) })),
         from: 'claimed',
         to: 'downloading',
         owner: this.sessionId,
@@ -533,6 +554,11 @@ export class OperatorLoop implements SnapshotSource {
         message: 'download started',
       });
     });
+  }
+
+  /** What a download reserves: the catalogue's size, else the configured default (never 0 bytes). */
+  private expectedBytes(run: HeldRunDetail): number {
+    return run.sizeBytes ?? this.production.config.archive.defaultBytes ?? DEFAULT_INPUT_BYTES;
   }
 
   private launchDownload(run: HeldRunDetail): void {
@@ -551,8 +577,13 @@ export class OperatorLoop implements SnapshotSource {
       .then((outcome) => {
         switch (outcome.kind) {
           case 'staged':
-            this.clearAlert('archive-failing');
+            this.downloadFault = null;
+            this.clearAlert('archive-failing', 'INFO: The archive answers again; downloads go on.');
+            this.clearAlert('staging-failing', 'INFO: The staging area takes files again; downloads go on.');
             this.emit('download', run.run, `... Success! (run ${run.run}, ${outcome.bytes} bytes)`);
+            break;
+          case 'infrastructure':
+            void this.afterInfrastructureFault(run.run, outcome.where, outcome.error);
             break;
           case 'returned':
             this.emit('warning', run.run, `Download of run ${run.run} failed, returned to the pool: ${outcome.error}`);
@@ -578,6 +609,30 @@ export class OperatorLoop implements SnapshotSource {
         this.downloads.delete(run.run);
         this.requestTick();
       });
+  }
+
+  /**
+   * A download failed through no fault of its run: no attempt was counted and the run stays
+   * `downloading`. Downloads pause with a banner and back off; after autoPause.infrastructure such
+   * failures in a row the production pauses itself, so that no session keeps hammering a dead archive.
+   */
+  private async afterInfrastructureFault(run: number, where: FaultStreak['where'], error: string): Promise<void> {
+    this.downloadFault = withFault(this.downloadFault, where, error);
+    this.emit('warning', run, `Download of run ${run} failed, not the run's fault (${where}): ${error}`);
+    this.setAlert(where === 'archive' ? 'archive-failing' : 'staging-failing', describeFault(this.downloadFault));
+    const limit = this.production.config.autoPause.infrastructure ?? DEFAULT_INFRASTRUCTURE_FAILURES;
+    if (this.downloadFault.count < limit || this.production.status !== 'active') return;
+    const what = where === 'archive' ? 'the archive cannot be read' : 'the staging area cannot be written';
+    const reason = `${what}: ${this.downloadFault.count} downloads in a row failed (${error})`;
+    try {
+      const paused = await pauseForInfrastructure(this.db, this.production, this.context.actor, reason);
+      if (paused) {
+        this.production = await getProduction(this.db, this.production.id);
+        this.setAlert('production-paused', `Production paused automatically: ${paused}`);
+      }
+    } catch (failure) {
+      if (!isDatabaseUnavailable(failure)) throw failure;
+    }
   }
 
   // --- submissions --------------------------------------------------------------------------

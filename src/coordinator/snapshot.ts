@@ -110,7 +110,16 @@ export interface SnapshotEvent {
 }
 
 export interface SnapshotAlert {
-  kind: 'production-paused' | 'backend-failing' | 'archive-failing' | 'archive-auth' | 'database-unreachable' | 'draining';
+  kind:
+    | 'production-paused'
+    | 'backend-failing'
+    | 'archive-failing'
+    | 'staging-failing'
+    | 'archive-auth'
+    | 'database-unreachable'
+    | 'scheduler-slow'
+    | 'session-stuck'
+    | 'draining';
   message: string;
   since: number;
 }

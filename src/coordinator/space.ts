@@ -2,6 +2,7 @@ import { exec } from 'node:child_process';
 import { mkdir, statfs } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { QuotaConfig } from '../config/config.js';
+import { parseSize } from '../config/size.js';
 
 const execAsync = promisify(exec);
 
@@ -43,12 +44,4 @@ export async function measureWithQuota(quota: QuotaConfig): Promise<SpaceReading
     throw new Error(`quota command "${quota.command}" gave used "${used}" and limit "${limit}", not sizes with a positive limit`);
   }
   return { usedPercent: (usedN / limitN) * 100, source: `quota: ${quota.command}`, usedBytes: usedN, totalBytes: limitN };
-}
-
-/** "12.5G", "800M", "1024" → bytes; K/M/G/T/P are powers of 1024, a bare number is in `unit`. */
-export function parseSize(text: string, unit: 'B' | 'K' | 'M' | 'G' | 'T' = 'B'): number {
-  const match = /^([\d.]+)\s*([KMGTP]?)i?B?$/i.exec(text.trim());
-  if (!match) return Number(text);
-  const suffix = match[2]!.toUpperCase() || (unit === 'B' ? '' : unit);
-  return Number(match[1]) * 1024 ** Math.max(' KMGTP'.indexOf(suffix || ' '), 0);
 }

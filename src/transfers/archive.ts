@@ -42,6 +42,14 @@ export class MissingInputError extends Error {
   override readonly name = 'MissingInputError';
 }
 
+/**
+ * The archive itself cannot be reached: its root is gone (an unmounted file system), or its server
+ * does not answer. Not the run's fault: downloads pause and retry; no attempt is counted.
+ */
+export class ArchiveUnavailableError extends Error {
+  override readonly name = 'ArchiveUnavailableError';
+}
+
 /** Credentials were refused: stop starting new downloads and tell the shifter. */
 export class ArchiveAuthError extends Error {
   override readonly name = 'ArchiveAuthError';

@@ -1,33 +1,39 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { ArchiveTransientError, MissingInputError, type Archive, type FetchRequest, type FetchResult } from './archive.js';
+import { ArchiveTransientError, ArchiveUnavailableError, MissingInputError, type Archive, type FetchRequest, type FetchResult } from './archive.js';
 
-/** A local (or network-mounted) archive: file:///path or a plain absolute path. */
-export function createFileArchive(options: { parallel?: number } = {}): Archive {
+/**
+ * A local (or network-mounted) archive: file:///path or a plain absolute path.
+ *
+ * `root` is the archive's top directory (the fixed part of the source template). A missing file
+ * under a root that is there and not empty is the run's fault (MissingInputError); a root that is
+ * gone, or an empty directory (a mount point with nothing mounted), is the archive's
+ * (ArchiveUnavailableError), and must not cost any run an attempt.
+ */
+export function createFileArchive(options: { parallel?: number; root?: string } = {}): Archive {
+  const sizeOf = async (path: string): Promise<number> => {
+    try {
+      return (await stat(path)).size;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        const unmounted = options.root === undefined ? null : await rootProblem(options.root);
+        if (unmounted) throw new ArchiveUnavailableError(`the archive ${options.root} ${unmounted} (is it mounted?); ${path} cannot be read`);
+        throw new MissingInputError(`${path} does not exist in the archive`);
+      }
+      throw new ArchiveTransientError(`${path}: ${(error as Error).message}`, { cause: error });
+    }
+  };
   return {
     scheme: 'file',
     parallel: options.parallel ?? 2,
-    async size(url) {
-      const path = fileURLToPath(url);
-      try {
-        return (await stat(path)).size;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new MissingInputError(`${path} does not exist in the archive`);
-        throw new ArchiveTransientError(`${path}: ${(error as Error).message}`);
-      }
-    },
+    size: (url) => sizeOf(fileURLToPath(url)),
     async fetch(request: FetchRequest): Promise<FetchResult> {
       const path = fileURLToPath(request.url);
-      let total: number;
-      try {
-        total = (await stat(path)).size;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new MissingInputError(`${path} does not exist in the archive`);
-        throw new ArchiveTransientError(`${path}: ${(error as Error).message}`);
-      }
+      const total = await sizeOf(path);
       let done = 0;
       let lastReport = 0;
       const progress = new Transform({
@@ -46,11 +52,21 @@ export function createFileArchive(options: { parallel?: number } = {}): Archive 
       } catch (error) {
         await rm(request.destination, { force: true });
         if (request.signal.aborted) throw error;
-        throw new ArchiveTransientError(`copying ${path}: ${(error as Error).message}`);
+        // The cause keeps the error code: ENOSPC or EROFS writing the destination is the staging disk's fault.
+        throw new ArchiveTransientError(`copying ${path}: ${(error as Error).message}`, { cause: error });
       }
       request.onProgress?.(done, total);
       return { bytes: done };
     },
     async close() {},
   };
+}
+
+/** Why the archive root cannot serve files ("does not exist", "is empty"), or null when it can. */
+async function rootProblem(root: string): Promise<string | null> {
+  try {
+    return (await readdir(root)).length === 0 ? 'is empty' : null;
+  } catch (error) {
+    return `cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+  }
 }

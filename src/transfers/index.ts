@@ -3,11 +3,14 @@ import type { Archive } from './archive.js';
 import { createFileArchive } from './file.js';
 import { createSftpArchive } from './sftp.js';
 
-/** The archive for a resolved source URL's scheme (plain paths are file://). */
-export async function createArchive(scheme: string, options: FrozenType['archive']): Promise<Archive> {
+/**
+ * The archive for a production's inputs, by the scheme of a resolved source URL (plain paths are
+ * file://). `sourceTemplate` is the type's input.source: a file archive's root is its fixed part.
+ */
+export async function createArchive(scheme: string, options: FrozenType['archive'], sourceTemplate?: string): Promise<Archive> {
   switch (scheme) {
     case 'file':
-      return createFileArchive({ parallel: options.parallel });
+      return createFileArchive({ parallel: options.parallel, root: sourceTemplate === undefined ? undefined : fileArchiveRoot(sourceTemplate) });
     case 'sftp':
       return createSftpArchive({ parallel: options.parallel, operationTimeoutSeconds: options.timeoutSeconds, env: process.env });
     default:
@@ -19,4 +22,17 @@ export async function createArchive(scheme: string, options: FrozenType['archive
 export function sourceUrl(source: string): URL {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return new URL(source);
   return new URL(`file://${source.split('/').map(encodeURIComponent).join('/')}`);
+}
+
+/**
+ * The top directory of a file archive: the source template's directories up to the first
+ * placeholder (`/data/midas/run{run:05d}/raw.mid` → `/data/midas`), or undefined for a URL of
+ * another scheme.
+ */
+export function fileArchiveRoot(sourceTemplate: string): string | undefined {
+  const url = sourceTemplate.replace(/\{.*$/s, '');
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !/^file:\/\//i.test(url)) return undefined;
+  const path = url.replace(/^file:\/\//i, '');
+  const root = path.slice(0, path.lastIndexOf('/'));
+  return root === '' ? '/' : root;
 }

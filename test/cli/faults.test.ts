@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { filesUnder, finishedEventsPerRun, RUN, scenario, statusCounts } from '../helpers/scenario.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { filesUnder, finishedEventsPerRun, RUN, scenario, statusCounts, until, type Scenario } from '../helpers/scenario.js';
+import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.js';
 
 /**
  * Faults a shifter meets at night (issue 12), each with real CLI processes, the real database and
@@ -56,5 +57,93 @@ describe('inputs whose file names collide', () => {
     for (const run of runs) expect(seen.get(run), `run ${run} was given another run's input`).toBe(expected.get(run));
     expect([...(await finishedEventsPerRun(s)).values()].every((n) => n === 1)).toBe(true);
     expect(await filesUnder(join(s.fixture.dir, 'staging'))).toEqual([]);
+  });
+});
+
+/** Every run of the production as the database has it: status and attempts counted. */
+async function runRows(s: Scenario) {
+  return s.database.handle.db.selectFrom('production_runs').select(['run_number', 'status', 'attempts', 'last_error']).orderBy('run_number').execute();
+}
+
+async function productionRow(s: Scenario) {
+  return s.database.handle.db.selectFrom('productions').select(['status', 'status_reason']).where('type', '=', 'alcapana').executeTakeFirstOrThrow();
+}
+
+/** Each job script started once, on attempt 1. */
+async function everyRunRanOnceOnAttempt1(s: Scenario, runs: number): Promise<void> {
+  const starts = (await readFile(s.fixture.executionsLog, 'utf8')).trim().split('\n');
+  expect(starts).toHaveLength(runs);
+  expect(starts.every((line) => line.endsWith(' 1'))).toBe(true);
+  expect((await runRows(s)).every((r) => r.status === 'finished' && r.attempts === 1)).toBe(true);
+}
+
+describe('infrastructure faults are not failures of runs', () => {
+  const mounts: Tmpfs[] = [];
+  afterEach(async () => {
+    while (mounts.length) await mounts.pop()!.unmount();
+  });
+
+  it('an archive that is gone pauses downloads with a banner, then the production; no attempt is counted', async () => {
+    const s = await scenario(4, { firstRun: 1100, typeExtra: { autoPause: { infrastructure: 2 } } });
+    const archive = join(s.fixture.dir, 'archive');
+    await rename(archive, `${archive}.unmounted`);
+    await mkdir(archive); // an empty mount point, as an unmounted file system leaves it
+    const session = s.start([...RUN, '--until-done']);
+    await session.waitFor(/Archive unreachable/);
+    await until(async () => (await productionRow(s)).status === 'paused', 'the production paused itself');
+    expect((await productionRow(s)).status_reason).toMatch(/archive cannot be read/);
+    expect((await runRows(s)).every((r) => r.attempts === 0 && r.status !== 'failed' && r.status !== 'new')).toBe(true);
+    // The archive comes back; a coordinator resumes; every run is done once, on attempt 1.
+    await rm(archive, { recursive: true });
+    await rename(`${archive}.unmounted`, archive);
+    expect((await s.cli(['resume', '--production', 'alcapana'])).code).toBe(0);
+    const result = await session.done;
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    await everyRunRanOnceOnAttempt1(s, 4);
+  });
+
+  it('a single missing file in an archive that answers stays the run\'s fault', async () => {
+    const s = await scenario(3, { firstRun: 1200, typeExtra: { maxAttempts: 2 } });
+    await rm(join(s.fixture.dir, 'archive', 'run01201.mid'));
+    const result = await s.cli([...RUN, '--until-done']);
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    const rows = await runRows(s);
+    expect(rows.find((r) => r.run_number === 1201)).toMatchObject({ status: 'failed', attempts: 2 });
+    expect(rows.find((r) => r.run_number === 1201)!.last_error).toMatch(/input missing/);
+    expect(rows.filter((r) => r.status === 'finished').map((r) => r.run_number)).toEqual([1200, 1202]);
+  });
+
+  it('a full staging disk pauses downloads with a banner and no run loses an attempt', async () => {
+    const disk = await mountTmpfs('64k');
+    mounts.push(disk);
+    await disk.fill();
+    // The quota command says there is room: the disk fills up behind the session's back.
+    const s = await scenario(3, {
+      firstRun: 1300,
+      extraConfig: { stagingDir: disk.dir, quota: { command: 'echo used=0 limit=1000000000', pattern: 'used=(?<used>\\d+) limit=(?<limit>\\d+)' } },
+    });
+    const session = s.start([...RUN, '--until-done']);
+    await session.waitFor(/Staging area not writable/);
+    expect(session.output().stdout).toMatch(/ENOSPC/);
+    expect((await runRows(s)).every((r) => r.attempts === 0 && r.status !== 'failed')).toBe(true);
+    await disk.empty();
+    const result = await session.done;
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    await everyRunRanOnceOnAttempt1(s, 3);
+  });
+
+  it('a read-only staging area shows a banner and waits; once writable the runs go on', async () => {
+    const disk = await mountTmpfs('1m');
+    mounts.push(disk);
+    await disk.readOnly();
+    const s = await scenario(3, { firstRun: 1400, extraConfig: { stagingDir: disk.dir } });
+    const session = s.start([...RUN, '--until-done']);
+    await session.waitFor(/Staging area not writable/);
+    expect(session.output().stdout).toMatch(/EROFS/);
+    expect((await runRows(s)).every((r) => r.attempts === 0 && r.status !== 'failed')).toBe(true);
+    await disk.writable();
+    const result = await session.done;
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    await everyRunRanOnceOnAttempt1(s, 3);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { measureStaging, measureWithQuota, parseSize } from '../../src/coordinator/space.js';
+import { parseSize } from '../../src/config/size.js';
+import { measureStaging, measureWithQuota } from '../../src/coordinator/space.js';
 
 /** The quota patterns the README recommends, against outputs in the tools' documented formats. */
 const GPFS_OUTPUT = `                         Block Limits                                    |     File Limits
