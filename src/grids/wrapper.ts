@@ -1,4 +1,4 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -13,6 +13,12 @@ export interface WrapperStatus {
   started: string;
   exit?: number;
   finished?: string;
+  /**
+   * The wrapper ended the script itself because the job's release was revoked while it ran (see
+   * revokeJob): the job was taken from it, it did not fail; its run is redone without counting
+   * an attempt.
+   */
+  revoked?: boolean;
 }
 
 export const WRAPPER_PATH = fileURLToPath(new URL('../../bin/rp-job-wrapper', import.meta.url));
@@ -60,10 +66,45 @@ export function releasePathFor(statusPath: string): string {
   return `${statusPath}.release`;
 }
 
-/** Releases a gated job: writes its token, atomically, so the wrapper never reads half of it. */
-export async function releaseJob(release: Pick<JobRelease, 'path' | 'token'>): Promise<void> {
-  const temporary = `${release.path}.tmp.${process.pid}`;
+let temporaries = 0;
+/** `NAME.tmp.PID.N`: the prefix a session cleans up after a kill (jobs.ts), unique within this process. */
+const temporaryName = (path: string) => `${path}.tmp.${process.pid}.${++temporaries}`;
+
+/** What a revoked release file holds: anything but a token stops the job (see revokeJob). */
+export const REVOKED = 'revoked';
+
+/**
+ * Releases a gated job: writes its token, atomically, so the wrapper never reads half of it, and
+ * never over a release file someone else wrote: a revocation (revokeJob) must stay, or a session
+ * that was only slow, releasing its job after a reaper revoked it, would start a job the reaper
+ * has already given up on. The file is made with link(2), which fails when the name exists (also
+ * on NFS). True when the file holds the token now (written here, or already: releasing twice is
+ * harmless); false when it holds anything else.
+ */
+export async function releaseJob(release: Pick<JobRelease, 'path' | 'token'>): Promise<boolean> {
+  const temporary = temporaryName(release.path);
   await writeFile(temporary, release.token);
+  try {
+    await link(temporary, release.path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return (await readFile(release.path, 'utf8').catch(() => '')) === release.token;
+  } finally {
+    await rm(temporary, { force: true });
+  }
+}
+
+/**
+ * Revokes a gated job's release, whoever wrote it: the wrapper, at its gate, leaves without running
+ * the script; just past the gate, it removes the start record it wrote and leaves; while the
+ * script runs, it ends the script within about a second and records the exit with
+ * `"revoked":true`. Used for a job the reaper cannot reach (another host's local job): what the
+ * status file says after this is then final (see adoption.ts). Atomic, like releaseJob.
+ */
+export async function revokeJob(release: Pick<JobRelease, 'path'>): Promise<void> {
+  const temporary = temporaryName(release.path);
+  await writeFile(temporary, REVOKED);
   await rename(temporary, release.path);
 }
 

@@ -1,15 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readWrapperStatus, releaseJob, releasePathFor, wrapperCommand, type JobRelease } from '../../src/grids/wrapper.js';
+import { readWrapperStatus, releaseJob, releasePathFor, revokeJob, wrapperCommand, type JobRelease } from '../../src/grids/wrapper.js';
 
 /**
  * The job wrapper's gate, with the real bin/rp-job-wrapper in real processes: a
- * job runs its script only once released with its own token, and a job nobody
- * releases leaves without touching the attempt's files.
+ * job runs its script only once released with its own token, a job nobody
+ * releases leaves without touching the attempt's files, and a job whose release
+ * is revoked stops (before its script starts, or while it runs).
  */
 
 let dir: string;
@@ -28,11 +29,19 @@ afterEach(async () => {
 
 const statusPath = () => join(dir, 'attempt1.status.json');
 
-function gated(token: string, options: { waitSeconds?: number; submitterPid?: number; label?: string } = {}) {
+function gated(
+  token: string,
+  options: { waitSeconds?: number; submitterPid?: number; label?: string; script?: string; env?: NodeJS.ProcessEnv; ownGroup?: boolean } = {},
+) {
   const release: JobRelease = { path: releasePathFor(statusPath()), token, waitSeconds: options.waitSeconds ?? 60 };
-  const job = { statusPath: statusPath(), stdoutPath: join(dir, 'out.log'), stderrPath: join(dir, 'err.log'), script: join(dir, 'job.sh'), release };
+  const job = { statusPath: statusPath(), stdoutPath: join(dir, 'out.log'), stderrPath: join(dir, 'err.log'), script: options.script ?? join(dir, 'job.sh'), release };
   const [command, ...args] = wrapperCommand(job, { submitterPid: options.submitterPid });
-  const child = spawn(command!, args, { env: { ...process.env, TOKEN_SEEN: options.label ?? token }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // ownGroup: in a process group of its own, as the local grid starts jobs (and a scheduler's batch script execs them).
+  const child = spawn(command!, args, {
+    env: { ...process.env, TOKEN_SEEN: options.label ?? token, ...options.env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: options.ownGroup ?? false,
+  });
   children.push(child);
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -121,5 +130,121 @@ describe('the job gate', () => {
     children.push(child);
     expect(await new Promise((r) => child.once('exit', r))).toBe(0);
     expect(await marks()).toEqual(['ran ungated']);
+  });
+
+  it('a release that was revoked stays revoked: releasing the job afterwards does not start it', async () => {
+    const job = gated('t5');
+    await revokeJob(job.release);
+    expect(await releaseJob(job.release)).toBe(false); // a slow session releasing after a reaper revoked
+    expect(await readFile(job.release.path, 'utf8')).toBe('revoked');
+    const exit = await job.exit;
+    expect(exit.code).toBe(75);
+    expect(exit.stderr).toMatch(/not released, script not run: its release .* was revoked/);
+    expect(await marks()).toEqual([]);
+    expect(existsSync(statusPath())).toBe(false);
+    // Releasing twice with the same token is harmless, as before (the next submission removes the old release first, as prepareJob does).
+    await rm(job.release.path);
+    const again = gated('t6');
+    expect(await releaseJob(again.release)).toBe(true);
+    expect(await releaseJob(again.release)).toBe(true);
+    expect((await again.exit).code).toBe(0);
+  });
+});
+
+describe('a revoked release', () => {
+  /** A script that starts a long child of its own and waits for it: a revoked job must leave nothing of it running. */
+  async function longScript(options: { ignoreTerm?: boolean } = {}): Promise<string> {
+    const path = join(dir, 'long.sh');
+    await writeFile(
+      path,
+      `#!/bin/bash
+${options.ignoreTerm ? "trap '' TERM" : ''}
+echo started >> ${JSON.stringify(join(dir, 'ran'))}
+sleep 60 &
+echo $! > ${JSON.stringify(join(dir, 'grandchild.pid'))}
+wait
+echo finished >> ${JSON.stringify(join(dir, 'ran'))}
+`,
+    );
+    await chmod(path, 0o755);
+    return path;
+  }
+  /** Running (a zombie has exited: it only waits for whoever inherited it to reap it). */
+  const alive = (pid: number) => {
+    try {
+      return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  async function startedJob(options: { ignoreTerm?: boolean } = {}) {
+    const job = gated('tok-run', { script: await longScript(options), ownGroup: true });
+    await releaseJob(job.release);
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(join(dir, 'grandchild.pid')) && Date.now() < deadline) await sleep(50);
+    const grandchild = Number((await readFile(join(dir, 'grandchild.pid'), 'utf8')).trim());
+    expect(alive(grandchild)).toBe(true);
+    expect(await readWrapperStatus(statusPath())).toMatchObject({ pid: job.child.pid });
+    return { job, grandchild };
+  }
+
+  it('ends a running job, and what its script started, within about a second, and records the exit as revoked', async () => {
+    const { job, grandchild } = await startedJob();
+    const revokedAt = Date.now();
+    await revokeJob(job.release);
+    const exit = await job.exit;
+    expect(Date.now() - revokedAt).toBeLessThan(3_000);
+    expect(exit.stderr).toMatch(/release revoked .*terminating the job/);
+    expect(exit.code).toBe(143);
+    const status = await readWrapperStatus(statusPath());
+    expect(status).toMatchObject({ pid: job.child.pid, exit: 143, revoked: true });
+    expect(await marks()).toEqual(['started']);
+    expect(alive(grandchild)).toBe(false);
+  });
+
+  it('kills a job that ignores TERM after the grace a cancel gives', async () => {
+    const { job, grandchild } = await startedJob({ ignoreTerm: true });
+    const revokedAt = Date.now();
+    await revokeJob(job.release);
+    const exit = await job.exit;
+    const took = Date.now() - revokedAt;
+    expect(took).toBeGreaterThan(4_500);
+    expect(took).toBeLessThan(9_000);
+    expect(await readWrapperStatus(statusPath())).toMatchObject({ exit: 137, revoked: true });
+    expect(exit.code).toBe(137);
+    expect(await marks()).toEqual(['started']);
+    expect(alive(grandchild)).toBe(false);
+  });
+
+  it('a job whose release was removed for a new submission stops, and leaves that submission\'s status file alone', async () => {
+    const { job } = await startedJob();
+    // What prepareJob of the next submission of the same attempt does, and that submission's start record.
+    await rm(job.release.path);
+    const theirs = '{"host":"elsewhere","pid":4242,"started":"2026-01-01T00:00:00Z"}\n';
+    await writeFile(statusPath(), theirs);
+    expect((await job.exit).code).toBe(143);
+    expect(await readFile(statusPath(), 'utf8')).toBe(theirs);
+  });
+
+  it('a job revoked between passing its gate and starting its script does not run it, and leaves no start record', async () => {
+    // `hostname` is the wrapper's first command past the gate: this one says when it is there and dawdles.
+    const bin = join(dir, 'bin');
+    await mkdir(bin);
+    await writeFile(join(bin, 'hostname'), `#!/bin/bash
+touch ${JSON.stringify(join(dir, 'past-gate'))}
+sleep 1
+echo gatehost
+`);
+    await chmod(join(bin, 'hostname'), 0o755);
+    const job = gated('tok-late', { env: { PATH: `${bin}:${process.env.PATH}` } });
+    await releaseJob(job.release);
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(join(dir, 'past-gate')) && Date.now() < deadline) await sleep(20);
+    await revokeJob(job.release);
+    const exit = await job.exit;
+    expect(exit.code).toBe(75);
+    expect(exit.stderr).toMatch(/not released, script not run: its release .* was revoked before the script started/);
+    expect(await marks()).toEqual([]);
+    expect(existsSync(statusPath())).toBe(false);
   });
 });
