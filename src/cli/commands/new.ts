@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { typeFromConfig } from '../../config/config.js';
 import { createProduction, type Production } from '../../coordinator/productions.js';
@@ -21,6 +22,7 @@ export interface NewOptions {
 export async function startNewProduction(context: Context, globals: GlobalOptions, options: NewOptions): Promise<Production> {
   const config = await requireConfig(globals);
   const type = typeFromConfig(config, options.production);
+  await requireRunnableScript(config.file, `types.${type.type}.job.script`, type.job.script);
   let modules: string | null = null;
   if (options.modules) {
     try {
@@ -42,6 +44,23 @@ export async function startNewProduction(context: Context, globals: GlobalOption
   console.log(`INFO: Starting new production, version ${production.version}`);
   console.log(`INFO: ${production.type} v${production.version} (tag ${production.tag}) has ${runs} runs`);
   return production;
+}
+
+/**
+ * A job script that is missing or cannot be read would fail every attempt of every run, on the
+ * grid, one after another: refused here, where the shifter can fix it. (The wrapper runs a script
+ * without the execute bit through bash, so readable is enough.)
+ */
+async function requireRunnableScript(configFile: string, field: string, script: string): Promise<void> {
+  let problem: string | null = null;
+  try {
+    const info = await stat(script);
+    if (!info.isFile()) problem = 'is not a file';
+    else await access(script, constants.R_OK).catch(() => (problem = 'cannot be read'));
+  } catch (error) {
+    problem = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be read (${(error as NodeJS.ErrnoException).code})`;
+  }
+  if (problem) throw new ExpectedError(`${configFile}: ${field}: the job script ${script} ${problem}; fix the path (relative paths are relative to the config file) or create the script.`, 65);
 }
 
 export function registerNew(program: Command): void {
