@@ -20,6 +20,8 @@ export const EXIT = {
   unreachable: 2,
   usage: 64,
   data: 65,
+  /** A file or directory this account cannot create (sysexits EX_CANTCREAT). */
+  cantCreate: 73,
   sighup: 129,
   sigint: 130,
   sigterm: 143,

@@ -1,5 +1,4 @@
-import { constants } from 'node:fs';
-import { access, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fillTemplate } from '../config/templates.js';
 import { isDatabaseUnavailable } from '../db/connection.js';
@@ -7,6 +6,7 @@ import { partialDownloadPath, stagedInputPath, templateValues } from '../outputs
 import { ArchiveAuthError, ArchiveUnavailableError, MissingInputError, type Archive } from '../transfers/archive.js';
 import { sourceUrl } from '../transfers/index.js';
 import { checksumMismatch } from '../transfers/verify.js';
+import { diskFaultUnder, whyNotCreated } from './disk-faults.js';
 import { identity, type HeldRunDetail, type JobContext } from './jobs.js';
 import { transitionRuns } from './transition.js';
 
@@ -32,21 +32,6 @@ export type DownloadOutcome =
   /** Not the run's fault: it stays `downloading`, held, and is downloaded again once the fault passes. */
   | { kind: 'infrastructure'; run: number; where: 'archive' | 'staging'; error: string }
   | { kind: 'aborted' | 'lost-ownership'; run: number };
-
-/** Errors of the local file system that are the staging disk's fault, whichever file they name. */
-const STAGING_DISK_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
-/** Refusals that are the staging disk's fault when they name a file in it, the archive's otherwise. */
-const PERMISSION_CODES = new Set(['EACCES', 'EPERM']);
-
-/** An error, or one of its causes, that the local file system raised for the staging area. */
-function stagingFault(error: unknown, stagingDir: string): string | null {
-  for (let e = error as (NodeJS.ErrnoException & { cause?: unknown }) | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
-    if (!e.code) continue;
-    const inStaging = typeof e.path === 'string' && e.path.startsWith(stagingDir);
-    if (STAGING_DISK_CODES.has(e.code) || (PERMISSION_CODES.has(e.code) && inStaging)) return `${e.code}: ${e.message}`;
-  }
-  return null;
-}
 
 /** A downloaded file that is not the catalogue's: retried, then the run's fault. */
 class InputMismatchError extends Error {
@@ -93,9 +78,8 @@ export async function downloadRun(
   try {
     await mkdir(dirname(staged), { recursive: true });
   } catch (error) {
-    // A recursive mkdir on a read-only file system says ENOENT; the staging root itself says why.
-    const why = await access(stagingDir, constants.W_OK).then(() => (error as Error).message, (rootError: Error) => rootError.message);
-    return infrastructure('staging', `cannot create ${dirname(staged)}: ${why}`);
+    const why = await whyNotCreated(stagingDir, error as NodeJS.ErrnoException);
+    return infrastructure('staging', `cannot create ${dirname(staged)}: ${why.message}`);
   }
   const tries = production.config.archive.retries;
   let lastError = '';
@@ -160,7 +144,7 @@ export async function downloadRun(
         return { kind: 'auth-failed', run: run.run, error: message };
       }
       if (error instanceof ArchiveUnavailableError) return infrastructure('archive', message);
-      const disk = stagingFault(error, stagingDir);
+      const disk = diskFaultUnder(error, stagingDir);
       if (disk) return infrastructure('staging', disk);
       lastError = message;
       lastWasMismatch = error instanceof InputMismatchError;

@@ -1,7 +1,10 @@
 import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { sql } from 'kysely';
+import { EXIT, ExpectedError } from '../cli/errors.js';
+import { DEFAULT_INFRASTRUCTURE_FAILURES, DEFAULT_INPUT_BYTES } from '../config/config.js';
 import { isDatabaseUnavailable, type DatabaseHandle } from '../db/connection.js';
+import { abortInFlightCommands, inFlightCommands } from '../grids/command.js';
 import type { Grid, JobState } from '../grids/grid.js';
 import { GridUnavailableError } from '../grids/grid.js';
 import { createGrid } from '../grids/index.js';
@@ -9,34 +12,37 @@ import { releaseJob } from '../grids/wrapper.js';
 import { partialDownloadPath } from '../outputs/paths.js';
 import type { Archive } from '../transfers/archive.js';
 import { createArchive } from '../transfers/index.js';
-import { DEFAULT_INFRASTRUCTURE_FAILURES, DEFAULT_INPUT_BYTES } from '../config/config.js';
 import { adoptionDeciderFor } from './adoption.js';
 import { checkAutoPause, pauseForInfrastructure } from './auto-pause.js';
 import { claimRuns } from './claims.js';
-import { crashPointForTests } from './crash-points.js';
 import type { ProductionCounts } from './counts.js';
-import { describeFault, withFault, type FaultStreak } from './fault-streak.js';
+import { crashPointForTests } from './crash-points.js';
+import { diskFault, whyNotCreated } from './disk-faults.js';
 import { downloadRun, inputUrl, stagedPathFor } from './download.js';
+import { describeFault, withFault, type FaultStreak } from './fault-streak.js';
+import { SessionHeartbeat, watchdogSeconds } from './heartbeat.js';
 import {
-  ensureModulesFile,
-  isInStaging,
   assessEndedJob,
-  readHeldRuns,
-  recordJudgements,
-  type Judgement,
+  ensureModulesFile,
+  failAttemptBeforeSubmit,
+  isInStaging,
   jobStatusPath,
   prepareJob,
+  readHeldRuns,
+  recordJudgements,
   removeAttemptFiles,
   removeStagedInput,
   type HeldRunDetail,
   type JobContext,
+  type JobOutcome,
+  type Judgement,
 } from './jobs.js';
 import { getProduction, type Production } from './productions.js';
-import { endSession, heartbeat, reapExpiredSessions, removeReturnedFiles, startSession, type ReapOutcome } from './sessions.js';
+import { endSession, reapExpiredSessions, removeReturnedFiles, startSession, type ReapOutcome } from './sessions.js';
 import type { Snapshot, SnapshotAlert, SnapshotEvent, SnapshotSource } from './snapshot.js';
 import { readSnapshotBase, throughputOf } from './snapshot-queries.js';
 import { measureStaging, type SpaceReading } from './space.js';
-import type { HeldStatus } from './statuses.js';
+import { HELD_STATUSES, type HeldStatus } from './statuses.js';
 import { returnRunsToPool, transitionRuns } from './transition.js';
 
 /**
@@ -55,9 +61,17 @@ export interface LoopOptions {
   pauseSeconds: number;
   datasets: string[];
   limit: number | null;
-  untilDone: boolean;
+  /**
+   * When the session ends by itself. done: once every run (of --dataset, when given) is finished or
+   * failed, whoever did them; until then it keeps passing, so it reaps, adopts and claims whatever
+   * comes back. idle: once this session holds nothing and nothing is left to claim right now.
+   * null: never (it waits for work).
+   */
+  until: 'done' | 'idle' | null;
   leaseSeconds: number;
   orphans: 'adopt' | 'cancel';
+  /** Seconds a pass may make no progress before the session stops heartbeating; null: watchdogSeconds(). */
+  watchdogSeconds: number | null;
 }
 
 export type AbortReason = 'SIGINT' | 'SIGTERM' | 'SIGHUP' | 'error';
@@ -83,6 +97,8 @@ interface ActiveDownload {
 }
 
 const SESSION_EVENTS_KEPT = 50;
+/** A scheduler command still running after this long is named on screen. */
+const HANGING_COMMAND_MS = 5_000;
 
 const formatGiB = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 
@@ -102,8 +118,10 @@ export class OperatorLoop implements SnapshotSource {
   private archiveBlocked: string | null = null;
   /** Downloads failing in a row through no fault of their runs; null while downloads work. */
   private downloadFault: FaultStreak | null = null;
-  private lastHeartbeatOk = Date.now();
-  private degraded = false;
+  /** Renews the lease on its own timer; null until the session exists. */
+  private heartbeat: SessionHeartbeat | null = null;
+  /** Until when this pass may still run scheduler commands (epoch ms); see schedulerBudgetMs. */
+  private passDeadline = Infinity;
   private readonly alerts = new Map<SnapshotAlert['kind'], SnapshotAlert>();
   private readonly events: SnapshotEvent[] = [];
   private space: SpaceReading | null = null;
@@ -183,6 +201,16 @@ export class OperatorLoop implements SnapshotSource {
   /** Creates the session; resolves when the loop ends (done, drained, limit reached, aborted). */
   async run(): Promise<LoopResult> {
     this.grid = await createGrid(this.production.config.job, { onJobExit: () => this.requestTick() });
+    // Before the session exists: a dataDir this account cannot write to is the shifter's to fix, and
+    // must not leave a session row behind (or a stack trace).
+    this.modulesFile = await ensureModulesFile(this.production).catch(async (failure: NodeJS.ErrnoException) => {
+      const error = await whyNotCreated(this.production.config.dataDir, failure);
+      throw new ExpectedError(
+        `Cannot write to the production's dataDir ${this.production.config.dataDir} (${error.code ?? error.message}: ${error.path ?? ''}); ` +
+          'make it writable for this account, or fix dataDir in the config and start a new version.',
+        EXIT.cantCreate,
+      );
+    });
     this.sessionId = await startSession(this.db, {
       user: this.who.user,
       host: this.who.host,
@@ -191,7 +219,7 @@ export class OperatorLoop implements SnapshotSource {
       options: { ...this.options },
       leaseSeconds: this.options.leaseSeconds,
     });
-    this.modulesFile = await ensureModulesFile(this.production);
+    this.heartbeat = this.startHeartbeat();
     this.emit('info', null, `INFO: Session ${this.sessionId.slice(0, 8)} on ${this.production.type} v${this.production.version} (tag ${this.production.tag}) as ${this.who.user}@${this.who.host}`);
     await this.buildSnapshot();
     this.markReady();
@@ -220,12 +248,11 @@ export class OperatorLoop implements SnapshotSource {
       .catch((error: unknown) => {
         if (!isDatabaseUnavailable(error)) return this.abort('error', error);
         // An outage, not a bug: keep the jobs, stop starting work after half the lease, try again next pass.
-        const silentFor = (Date.now() - this.lastHeartbeatOk) / 1000;
-        this.degraded = silentFor > this.options.leaseSeconds / 2;
-        this.setAlert('database-unreachable', `Database unreachable (${(error as Error).message.split('\n')[0]})${this.degraded ? '; not claiming or submitting' : ''}`);
+        this.databaseUnreachable(error as Error);
       })
       .finally(() => {
         this.ticking = null;
+        this.heartbeat?.passEnded();
         if (this.stopped || this.aborting) return;
         if (this.tickAgain) {
           this.tickAgain = false;
@@ -239,42 +266,108 @@ export class OperatorLoop implements SnapshotSource {
   }
 
   private async tick(): Promise<void> {
-    // 1. Heartbeat: a session that cannot renew its lease for half of it stops claiming and submitting.
-    try {
-      if (!(await heartbeat(this.db, this.sessionId))) return this.fencedOut();
-      this.lastHeartbeatOk = Date.now();
-      this.degraded = false;
-      this.clearAlert('database-unreachable', 'INFO: The database answers again.');
-    } catch (error) {
-      const silentFor = (Date.now() - this.lastHeartbeatOk) / 1000;
-      this.degraded = silentFor > this.options.leaseSeconds / 2;
-      this.setAlert(
-        'database-unreachable',
-        `Database unreachable for ${Math.round(silentFor)}s (${(error as Error).message.split('\n')[0]})${this.degraded ? '; not claiming or submitting' : ''}`,
-      );
-      this.publish();
-      return;
+    if (this.stopped) return;
+    const heartbeat = this.heartbeat!;
+    // 1. The heartbeat runs on its own timer (startHeartbeat); a pass only reports its progress to
+    // the watchdog, and gives its scheduler commands a time budget.
+    heartbeat.passStarted('reaping expired sessions');
+    this.passDeadline = Date.now() + this.schedulerBudgetMs();
+    // 2. Reap sessions whose lease expired; adopt our production's jobs. Not before this session has
+    // itself been connected for a lease: after an outage everybody's heartbeat is old.
+    if (!heartbeat.degraded) {
+      const reaped = await reapExpiredSessions(this.db, this.context.actor, {
+        decide: adoptionDeciderFor(this.db, { orphans: this.options.orphans, adopter: { productionId: this.production.id, grid: this.grid } }),
+        reaperConnectedSeconds: heartbeat.connectedSeconds,
+        adopterProductionId: this.production.id,
+      });
+      for (const outcome of reaped) await this.afterReap(outcome);
     }
-    // 2. Reap sessions whose lease expired (any production); adopt our production's live jobs.
-    const reaped = await reapExpiredSessions(this.db, this.context.actor, {
-      decide: adoptionDeciderFor(this.db, { orphans: this.options.orphans, adopter: { productionId: this.production.id, grid: this.grid } }),
-    });
-    for (const outcome of reaped) await this.afterReap(outcome);
     // 3. The production as others may have changed it (paused, limits).
+    heartbeat.progress('reading the production');
+    const wasActive = this.production.status === 'active';
     this.production = await getProduction(this.db, this.production.id);
     if (this.production.status !== 'active') {
       this.setAlert('production-paused', `Production ${this.production.status}${this.production.statusReason ? `: ${this.production.statusReason}` : ''}`);
-    } else this.clearAlert('production-paused', 'INFO: Production active again.');
+    } else {
+      // Resumed: whatever paused it was dealt with, so the download fault streak starts again.
+      if (!wasActive) this.downloadFault = null;
+      this.clearAlert('production-paused', 'INFO: Production active again.');
+    }
     // 4. Jobs that ended. Each step below re-reads the held runs only when it moved some.
     await this.loadHeld();
+    heartbeat.progress(`polling the ${this.grid.backend} jobs`);
     if (await this.pollJobs()) await this.loadHeld();
     // 5. Claim.
+    heartbeat.progress('claiming');
     await this.claim();
     // 6. Downloads, 7. submissions.
+    heartbeat.progress('starting downloads');
     const downloading = await this.startDownloads();
+    heartbeat.progress('submitting');
     if ((await this.submit()) || downloading) await this.loadHeld();
+    heartbeat.progress('reading the counts');
     await this.buildSnapshot();
     await this.checkDone();
+  }
+
+  /**
+   * Scheduler commands of one pass (the poll's per-job lookups, one sbatch per free slot) stop
+   * once this much time is used, and go on next pass: a scheduler answering slowly makes passes
+   * longer, never endless. Half a lease, and at least one command's timeout.
+   */
+  private schedulerBudgetMs(): number {
+    return Math.max(this.commandTimeoutSeconds(), this.options.leaseSeconds / 2) * 1000;
+  }
+
+  private commandTimeoutSeconds(): number {
+    const configured = this.production.config.job.options.commandTimeoutSeconds;
+    return typeof configured === 'number' && configured > 0 ? configured : 30;
+  }
+
+  private startHeartbeat(): SessionHeartbeat {
+    const heartbeat = new SessionHeartbeat(
+      this.db,
+      this.sessionId,
+      {
+        leaseSeconds: this.options.leaseSeconds,
+        watchdogSeconds: this.options.watchdogSeconds ?? watchdogSeconds(this.options.leaseSeconds, this.commandTimeoutSeconds()),
+      },
+      {
+        fenced: () => void this.fencedOut(),
+        reachable: () => this.clearAlert('database-unreachable', 'INFO: The database answers again.'),
+        unreachable: (_silent, error) => this.databaseUnreachable(error),
+        stuck: (state) =>
+          state
+            ? this.setAlert(
+                'session-stuck',
+                `No progress for ${state.seconds}s while ${state.step}; not heartbeating, claiming or submitting, so that another session can take over this session's runs`,
+              )
+            : this.clearAlert('session-stuck', 'INFO: The loop moves again.'),
+        beat: () => this.showHangingCommands(),
+      },
+    );
+    heartbeat.start();
+    return heartbeat;
+  }
+
+  private databaseUnreachable(error: Error): void {
+    const silent = this.heartbeat?.silentSeconds ?? 0;
+    const stopped = this.heartbeat?.degraded ? '; not claiming or submitting' : '';
+    this.setAlert('database-unreachable', `Database unreachable for ${Math.round(silent)}s (${error.message.split('\n')[0]})${stopped}`);
+    this.publish();
+  }
+
+  /** A banner naming a scheduler command that has been running for a while (its timeout still holds). */
+  private showHangingCommands(): void {
+    const now = Date.now();
+    const slow = inFlightCommands().filter((c) => now - c.startedAt > HANGING_COMMAND_MS);
+    if (slow.length === 0) return this.clearAlert('scheduler-slow', 'INFO: The scheduler answers again.');
+    const oldest = slow[0]!;
+    this.setAlert(
+      'scheduler-slow',
+      `${oldest.label} has not answered for ${Math.round((now - oldest.startedAt) / 1000)}s (timeout ${this.commandTimeoutSeconds()}s)` +
+        (slow.length > 1 ? `, and ${slow.length - 1} more command(s)` : ''),
+    );
   }
 
   private async afterReap(outcome: ReapOutcome): Promise<void> {
@@ -301,7 +394,10 @@ export class OperatorLoop implements SnapshotSource {
     if (onGrid.length === 0) return false;
     let states: Map<string, JobState>;
     try {
-      states = await this.grid.poll(onGrid.map((r) => ({ jobId: r.jobId!, statusPath: jobStatusPath(this.context, r) })));
+      states = await this.grid.poll(
+        onGrid.map((r) => ({ jobId: r.jobId!, statusPath: jobStatusPath(this.context, r) })),
+        { deadline: this.passDeadline },
+      );
       this.clearAlert('backend-failing', `INFO: The ${this.grid.backend} backend answers again.`);
     } catch (error) {
       if (!(error instanceof GridUnavailableError)) throw error;
@@ -332,6 +428,20 @@ export class OperatorLoop implements SnapshotSource {
     }
     if (judgements.length === 0) return moved;
     const outcomes = await recordJudgements(this.context, judgements);
+    this.reportOutcomes(outcomes);
+    if (outcomes.some((o) => o.kind === 'retry' || o.kind === 'failed')) {
+      // K failed attempts in a row: stop everybody burning runs on a broken configuration.
+      const paused = await checkAutoPause(this.db, this.production, this.context.actor);
+      if (paused) {
+        this.production = await getProduction(this.db, this.production.id);
+        this.setAlert('production-paused', `Production paused automatically: ${paused}`);
+      }
+    }
+    return true;
+  }
+
+  /** The AlCap-style line for each recorded outcome of a job. */
+  private reportOutcomes(outcomes: readonly JobOutcome[]): void {
     for (const outcome of outcomes) {
       switch (outcome.kind) {
         case 'finished':
@@ -355,19 +465,10 @@ export class OperatorLoop implements SnapshotSource {
           break;
       }
     }
-    if (outcomes.some((o) => o.kind === 'retry' || o.kind === 'failed')) {
-      // K failed attempts in a row: stop everybody burning runs on a broken configuration.
-      const paused = await checkAutoPause(this.db, this.production, this.context.actor);
-      if (paused) {
-        this.production = await getProduction(this.db, this.production.id);
-        this.setAlert('production-paused', `Production paused automatically: ${paused}`);
-      }
-    }
-    return true;
   }
 
   private canStartWork(): boolean {
-    return !this.draining && !this.degraded && !this.aborting && this.production.status === 'active';
+    return !this.draining && !this.heartbeat?.degraded && !this.aborting && this.production.status === 'active';
   }
 
   private async claim(): Promise<void> {
@@ -647,7 +748,12 @@ export class OperatorLoop implements SnapshotSource {
     const staged = this.held.filter((r) => r.status === 'staged').slice(0, Math.max(this.options.nproc - onGrid, 0));
     let submitted = false;
     for (const run of staged) {
-      const job = await prepareJob(this.context, run, this.modulesFile);
+      // The pass's scheduler budget is used up: the other staged runs are submitted next pass.
+      if (Date.now() > this.passDeadline) break;
+      this.heartbeat?.progress(`submitting run ${run.run} to ${this.grid.backend}`);
+      const job = await this.prepareOrFail(run);
+      if (job === 'disk-fault') return submitted;
+      if (job === 'failed') continue;
       this.emit('submit', run.run, `Submitting run: ${run.run}`);
       let jobId: string;
       try {
@@ -682,6 +788,29 @@ export class OperatorLoop implements SnapshotSource {
     return submitted;
   }
 
+  /**
+   * One run's job could not be prepared (its dataset's output directory cannot be made): that
+   * attempt fails, the other runs and their jobs go on. A full or read-only output disk is no run's
+   * fault: submissions pause with a banner until it takes files again.
+   */
+  private async prepareOrFail(run: HeldRunDetail): Promise<Awaited<ReturnType<typeof prepareJob>> | 'failed' | 'disk-fault'> {
+    try {
+      const job = await prepareJob(this.context, run, this.modulesFile);
+      this.clearAlert('outputs-failing', 'INFO: The output area takes files again; submissions go on.');
+      return job;
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) throw error;
+      const disk = diskFault(error);
+      if (disk) {
+        this.setAlert('outputs-failing', `Output area not writable: ${disk}; no new submissions, no attempt counted`);
+        return 'disk-fault';
+      }
+      const outcome = await failAttemptBeforeSubmit(this.context, run, (error as Error).message);
+      this.reportOutcomes([outcome]);
+      return 'failed';
+    }
+  }
+
   // --- ending -------------------------------------------------------------------------------
 
   private async checkDone(): Promise<void> {
@@ -690,9 +819,42 @@ export class OperatorLoop implements SnapshotSource {
     if (this.draining && holding === 0) return this.stop(0, 'drained');
     if (holding > 0) return;
     if (this.options.limit !== null && this.claimsMade >= this.options.limit) return this.stop(0, `limit of ${this.options.limit} runs reached`);
-    if (this.options.untilDone && !this.claimingPaused && this.production.status === 'active' && (await this.nothingLeftToClaim())) {
-      return this.stop(0, 'nothing left to claim');
+    const claimable = !this.claimingPaused && this.production.status === 'active';
+    if (this.options.until === 'idle' && claimable && (await this.nothingLeftToClaim())) return this.stop(0, 'nothing left to claim');
+    if (this.options.until === 'done') {
+      const open = this.runsNotDone();
+      if (open === 0 && (await this.nothingLeftToClaim())) return this.stop(0, 'production done: every run finished or failed');
+      this.sayWhyNotDone(open);
     }
+  }
+
+  /**
+   * Runs of our selection that are neither finished nor failed, from the counters this pass read:
+   * held by any session (this one holds none here), or new. New runs of a child production whose
+   * parent run failed can never be claimed: nothingLeftToClaim tells those apart.
+   */
+  private runsNotDone(): number {
+    const counts = this.base?.counts;
+    if (!counts) return Infinity;
+    const selected = this.options.datasets.length ? this.options.datasets.map((d) => counts.datasets[d]).filter((c) => c !== undefined) : [counts.counts];
+    return selected.reduce((sum, c) => sum + HELD_STATUSES.reduce((n, status) => n + c[status], 0), 0);
+  }
+
+  private notDoneSaid = '';
+
+  /** Once per change: what --until-done still waits for. */
+  private sayWhyNotDone(heldElsewhere: number): void {
+    const why =
+      this.production.status !== 'active'
+        ? `production ${this.production.status}${this.production.statusReason ? ` (${this.production.statusReason})` : ''}; waiting for resume`
+        : heldElsewhere > 0
+          ? `${heldElsewhere} run(s) held by other sessions; waiting for them to finish, or to be reaped and adopted`
+          : this.claimingPaused
+            ? 'claiming paused with p'
+            : 'runs waiting on their parent runs';
+    if (why === this.notDoneSaid) return;
+    this.notDoneSaid = why;
+    this.emit('info', null, `INFO: Not done yet: ${why}`);
   }
 
   /** No run of ours to claim now, nor any that waits on a parent run still in production. */
@@ -715,6 +877,7 @@ export class OperatorLoop implements SnapshotSource {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.heartbeat?.stop();
     await endSession(this.db, this.sessionId, this.context.actor, reason);
     await this.archive?.close();
     this.emit('info', null, `INFO: Session ${this.sessionId.slice(0, 8)} ended: ${reason}`);
@@ -723,8 +886,10 @@ export class OperatorLoop implements SnapshotSource {
 
   /** Our lease expired and another session reaped us: leave without touching runs or jobs (they may be adopted). */
   private async fencedOut(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.heartbeat?.stop();
     for (const download of this.downloads.values()) download.controller.abort();
     await Promise.allSettled([...this.downloads.values()].map((d) => d.task));
     for (const run of this.held) {
@@ -834,6 +999,9 @@ export class OperatorLoop implements SnapshotSource {
     this.emit('rollback', null, `Aborting (${reason}): rolling back this session's runs`);
     this.abortState = { reason, cancelledJobs: [], rolledBackRuns: [], done: false, note: null };
     for (const download of this.downloads.values()) download.controller.abort();
+    // A scheduler command that hangs must not hold up the rollback: the pass's commands are killed
+    // (an interrupted submission's job is gated and never released, so it never runs).
+    abortInFlightCommands();
     await Promise.allSettled([...this.downloads.values()].map((d) => d.task));
     // Let a pass that is under way finish its database work, so no new job appears after the cancel.
     await Promise.race([this.ticking?.catch(() => undefined), new Promise((r) => setTimeout(r, 15_000))]);
@@ -884,6 +1052,7 @@ export class OperatorLoop implements SnapshotSource {
       this.abortState.note = note;
       this.emit('error', null, note);
     }
+    this.heartbeat?.stop();
     await this.archive?.close().catch(() => undefined);
     this.abortState.done = true;
     this.stopped = true;

@@ -115,6 +115,7 @@ export interface SnapshotAlert {
     | 'backend-failing'
     | 'archive-failing'
     | 'staging-failing'
+    | 'outputs-failing'
     | 'archive-auth'
     | 'database-unreachable'
     | 'scheduler-slow'

@@ -1,10 +1,10 @@
-import { exec } from 'node:child_process';
 import { mkdir, statfs } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import type { QuotaConfig } from '../config/config.js';
 import { parseSize } from '../config/size.js';
+import { firstLine, runCommand } from '../grids/command.js';
 
-const execAsync = promisify(exec);
+/** A quota command that takes longer than this is given up on; the pass measures again next time. */
+const QUOTA_TIMEOUT_MS = 30_000;
 
 /**
  * How full the staging area is, in percent: `statfs` of its filesystem by
@@ -31,7 +31,11 @@ export async function measureStaging(stagingDir: string, quota: QuotaConfig | nu
 }
 
 export async function measureWithQuota(quota: QuotaConfig): Promise<SpaceReading> {
-  const { stdout } = await execAsync(quota.command, { timeout: 30_000 });
+  // Through the scheduler commands' runner: its timeout holds (the whole process group is killed), a
+  // banner can name it while it hangs, and Ctrl-C interrupts it.
+  const result = await runCommand(['/bin/sh', '-c', quota.command], { timeoutMs: QUOTA_TIMEOUT_MS, label: 'quota command' });
+  if (result.code !== 0) throw new Error(`quota command "${quota.command}" failed with exit code ${result.code}: ${firstLine(result.stderr) || firstLine(result.stdout)}`);
+  const stdout = result.stdout;
   const match = new RegExp(quota.pattern, 'm').exec(stdout);
   const used = match?.groups?.used;
   const limit = match?.groups?.limit;

@@ -22,6 +22,11 @@ export interface CommandOptions {
   input?: string;
   /** Environment of the local process (for ssh: of the ssh client, not the remote command). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * What messages and the in-flight list call it instead of `<argv[0]> locally`: for a site's own
+   * shell command (`quota command`), whose argv[0] is only `/bin/sh`.
+   */
+  label?: string;
 }
 
 export interface CommandResult {
@@ -61,7 +66,7 @@ export async function runCommand(argv: string[], opts: CommandOptions = {}): Pro
     args,
     env: opts.env ?? process.env,
     input: opts.input ?? '',
-    label: `${argv[0]} ${where}`,
+    label: opts.label ?? `${argv[0]} ${where}`,
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
 

@@ -17,7 +17,8 @@ export interface Scenario {
   fixture: ProductionFixture;
   env: NodeJS.ProcessEnv;
   cli(args: string[]): ReturnType<typeof runCli>;
-  start(args: string[]): CliProcess;
+  /** A CLI process in the background; `extraEnv` adds variables of its own to the scenario's. */
+  start(args: string[], extraEnv?: NodeJS.ProcessEnv): CliProcess;
 }
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -52,8 +53,8 @@ export async function scenario(
     fixture,
     env,
     cli: (args) => runCli(args, { env, cwd: fixture.dir }),
-    start: (args) => {
-      const p = startCli(args, { env, cwd: fixture.dir });
+    start: (args, extraEnv = {}) => {
+      const p = startCli(args, { env: { ...env, ...extraEnv }, cwd: fixture.dir });
       started.push(p);
       return p;
     },

@@ -25,9 +25,11 @@ export interface RunOptions {
   modules?: string;
   limit?: number;
   untilDone?: boolean;
+  untilIdle?: boolean;
   dryRun?: boolean;
   plain?: boolean;
   lease?: number;
+  watchdog?: number;
   orphans: string;
   maxRunning?: number;
 }
@@ -41,6 +43,7 @@ export function addLoopOptions(command: Command, defaults = { nproc: 10, nprep: 
     .option('--pause <seconds>', 'seconds between loop passes', positiveInt, defaults.pause)
     .option('--plain', 'one line per event instead of the live display')
     .option('--lease <seconds>', `session lease (default RUN_PRODUCTION_LEASE or ${DEFAULT_LEASE_SECONDS})`, positiveInt)
+    .option('--watchdog <seconds>', 'stop heartbeating when a pass makes no progress this long (default: the lease, or twice the scheduler command timeout)', positiveInt)
     .option('--orphans <what>', "what to do with live jobs of dead sessions: adopt or cancel", 'adopt');
 }
 
@@ -56,7 +59,8 @@ export function registerRun(program: Command): void {
     .option('--modules <file>', 'with --new: modules file frozen into the production')
     .option('--max-running <n>', 'with --new: cap on runs in flight across all sessions', positiveInt)
     .option('--limit <n>', 'claim at most this many runs in all, then finish', positiveInt)
-    .option('--until-done', 'exit 0 once nothing is left to claim and this session holds nothing')
+    .option('--until-done', 'exit 0 once every run is finished or failed (reaping, adopting and claiming until then; waits while paused)')
+    .option('--until-idle', 'exit 0 once this session holds nothing and nothing is left to claim now')
     .option('--dry-run', 'print what would be claimed, downloaded and submitted; change nothing');
   addLoopOptions(command).action(async (options: RunOptions, cmd: Command) => {
     const globals = cmd.optsWithGlobals<GlobalOptions>();
@@ -68,6 +72,7 @@ function loopOptions(options: RunOptions): LoopOptions {
   const leaseText = process.env.RUN_PRODUCTION_LEASE;
   const lease = options.lease ?? (leaseText ? Number(leaseText) : DEFAULT_LEASE_SECONDS);
   if (!Number.isInteger(lease) || lease <= 0) throw new ExpectedError(`RUN_PRODUCTION_LEASE=${leaseText} is not a positive number of seconds.`, 64);
+  if (options.untilDone && options.untilIdle) throw new ExpectedError('--until-done and --until-idle: give one of them.', 64);
   if (options.orphans !== 'adopt' && options.orphans !== 'cancel') {
     throw new ExpectedError(`--orphans ${options.orphans}: expected adopt or cancel.`, 64);
   }
@@ -78,9 +83,10 @@ function loopOptions(options: RunOptions): LoopOptions {
     pauseSeconds: options.pause,
     datasets: options.dataset ?? [],
     limit: options.limit ?? null,
-    untilDone: options.untilDone === true,
+    until: options.untilDone ? 'done' : options.untilIdle ? 'idle' : null,
     leaseSeconds: lease,
     orphans: options.orphans,
+    watchdogSeconds: options.watchdog ?? null,
   };
 }
 

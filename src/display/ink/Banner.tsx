@@ -15,6 +15,7 @@ const ALERT_STYLE: Record<SnapshotAlert['kind'], { label: string; tone: Tone }> 
   'backend-failing': { label: 'BACKEND FAILING', tone: 'red' },
   'archive-failing': { label: 'ARCHIVE FAILING', tone: 'red' },
   'staging-failing': { label: 'STAGING AREA FAILING', tone: 'red' },
+  'outputs-failing': { label: 'OUTPUT AREA FAILING', tone: 'red' },
   'scheduler-slow': { label: 'SCHEDULER COMMAND HANGING', tone: 'yellow' },
   'session-stuck': { label: 'SESSION STUCK', tone: 'red' },
   'archive-auth': { label: 'ARCHIVE AUTH', tone: 'red' },
