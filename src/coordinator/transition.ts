@@ -9,6 +9,9 @@ import { HELD_STATUSES, type RunStatus } from './statuses.js';
  *  - moves only the runs that are in the status the caller expects AND are held
  *    by the session the caller names (so a session whose lease expired can
  *    never overwrite a run that another session now holds),
+ *  - moves nothing when the acting session has ended (released or reaped), even
+ *    runs it still holds: see session_may_act in sql/008_faults.sql, and
+ *    lock_session_for_ending, which whoever ends a session takes first,
  *  - writes one event row per moved run,
  * and the status counters follow through the table's statement trigger, all in
  * the same transaction. Many runs move in one statement (the batch form); each
@@ -104,13 +107,16 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
     WITH allowed AS (
       SELECT EXISTS (
         SELECT 1 FROM run_status_transitions WHERE from_status = ${from}::run_status AND to_status = ${to}::run_status
-      ) AS ok
+      ) AS ok,
+      -- The acting session must be live (an operator, NULL, always may): one that was ended moves
+      -- nothing, not even runs it still holds. A CTE calling a volatile function is evaluated once.
+      session_may_act(${actor.sessionId}::uuid) AS live
     ),
     input AS (${input}),
     moved AS (
       UPDATE production_runs AS r SET ${sql.join(assignments(request, carried))}
       FROM input AS i, allowed
-      WHERE allowed.ok
+      WHERE allowed.ok AND allowed.live
         AND r.production_id = ${productionId}
         AND r.run_number = i.run_number
         AND r.status = ${from}::run_status
@@ -227,7 +233,8 @@ export async function returnRunsToPool(
 /**
  * Hands runs of a dead session to a live one without changing their status
  * (adoption after a crash: the job keeps running, the adopter watches it).
- * Fenced on the dead owner like a transition, and logged.
+ * Fenced on the dead owner like a transition, refused when the adopter itself
+ * has ended, and logged.
  */
 export async function adoptRuns(
   db: Executor,
@@ -235,9 +242,15 @@ export async function adoptRuns(
 ): Promise<number[]> {
   if (request.runs.length === 0) return [];
   const result = await sql<{ run_number: number }>`
-    WITH moved AS (
+    WITH live AS (
+      -- Only a live adopter takes runs over (see transitionRuns).
+      SELECT session_may_act(${request.actor.sessionId}::uuid) AS ok
+    ),
+    moved AS (
       UPDATE production_runs SET session_id = ${request.actor.sessionId}::uuid, claimed_by = ${request.actor.user}
-       WHERE production_id = ${request.productionId}
+        FROM live
+       WHERE live.ok
+         AND production_id = ${request.productionId}
          AND run_number = ANY(${[...request.runs]}::int[])
          AND session_id = ${request.from}::uuid
       RETURNING run_number, status

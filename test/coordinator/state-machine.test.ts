@@ -4,7 +4,7 @@ import { claimRuns } from '../../src/coordinator/claims.js';
 import { readCounts } from '../../src/coordinator/counts.js';
 import { heartbeat, reapExpiredSessions, startSession } from '../../src/coordinator/sessions.js';
 import { RUN_STATUSES, type RunStatus } from '../../src/coordinator/statuses.js';
-import { ForbiddenTransitionError, transitionRuns } from '../../src/coordinator/transition.js';
+import { adoptRuns, ForbiddenTransitionError, returnRunsToPool, transitionRuns } from '../../src/coordinator/transition.js';
 import { openDatabase } from '../../src/db/connection.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { seedProduction } from '../helpers/seed.js';
@@ -205,6 +205,104 @@ describe('the state machine', () => {
       expect(row).toEqual({ status: 'new', session_id: null });
     } finally {
       await own.close();
+    }
+  });
+});
+
+describe('a session that has ended', () => {
+  it('moves nothing, not even the runs it still holds; a live reaper and an operator still can', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 6, firstRun: 50 });
+    const ended = await session(db, productionId);
+    const actor = { user: 'erin', sessionId: ended };
+    expect(await claimRuns(db, { productionId, parentId: null, session: { id: ended, user: 'erin' }, limit: 3 })).toEqual([50, 51, 52]);
+    await transitionRuns(db, { productionId, runs: [52], from: 'claimed', to: 'downloading', owner: ended, actor });
+    await sql`UPDATE sessions SET ended_at = now(), end_reason = 'ended by hand' WHERE id = ${ended}::uuid`.execute(db);
+    const moveEvents = async () => (await db.selectFrom('events').select('id').where('production_id', '=', productionId).where('kind', 'in', ['transition', 'adopt']).execute()).length;
+    const eventsBefore = await moveEvents();
+
+    // Every kind of move it could try: a step of a held run, a failed attempt, a return, a claim, an adoption.
+    expect(await transitionRuns(db, { productionId, runs: [50], from: 'claimed', to: 'downloading', owner: ended, actor })).toEqual([]);
+    expect(await transitionRuns(db, { productionId, runs: [52], from: 'downloading', to: 'new', owner: ended, actor, countAttempt: true })).toEqual([]);
+    expect(await returnRunsToPool(db, { productionId, runs: [{ run: 51, status: 'claimed' }], owner: ended, actor, message: 'aborted' })).toEqual([]);
+    expect(await claimRuns(db, { productionId, parentId: null, session: { id: ended, user: 'erin' }, limit: 3 })).toEqual([]);
+    const other = await session(db, productionId);
+    expect(await claimRuns(db, { productionId, parentId: null, session: { id: other, user: 'olga' }, limit: 1 })).toEqual([53]);
+    expect(await adoptRuns(db, { productionId, runs: [53], from: other, actor, message: 'adopted' })).toEqual([]);
+    const rows = await db.selectFrom('production_runs').select(['run_number', 'status', 'session_id', 'attempts']).where('production_id', '=', productionId).orderBy('run_number').execute();
+    expect(rows.map((r) => [r.run_number, r.status, r.session_id === ended ? 'ended' : r.session_id === other ? 'other' : r.session_id])).toEqual([
+      [50, 'claimed', 'ended'],
+      [51, 'claimed', 'ended'],
+      [52, 'downloading', 'ended'],
+      [53, 'claimed', 'other'],
+      [54, 'new', null],
+      [55, 'new', null],
+    ]);
+    expect(rows.every((r) => r.attempts === 0)).toBe(true);
+    // Only other's claim was logged.
+    expect(await moveEvents()).toBe(eventsBefore + 1);
+
+    // A live reaper returns and adopts the ended session's runs (owner: the ended session, actor: the reaper).
+    const reaper = { user: 'rita', sessionId: other };
+    expect(await adoptRuns(db, { productionId, runs: [50], from: ended, actor: reaper, message: 'adopted from an ended session' })).toEqual([50]);
+    expect(await returnRunsToPool(db, { productionId, runs: [{ run: 51, status: 'claimed' }, { run: 52, status: 'downloading' }], owner: ended, actor: reaper, message: 'returned' })).toEqual([51, 52]);
+    // An operator (no session) moves runs whoever holds them, as before.
+    expect(await returnRunsToPool(db, { productionId, runs: [{ run: 50, status: 'claimed' }], owner: other, actor: { user: 'oscar', sessionId: null }, message: 'released' })).toEqual([50]);
+    const after = await db.selectFrom('production_runs').select(['run_number', 'status', 'session_id']).where('production_id', '=', productionId).where('session_id', 'is not', null).execute();
+    expect(after).toEqual([{ run_number: 53, status: 'claimed', session_id: other }]);
+  });
+
+  it('a move under way when the session is being ended finishes first; one that comes while it is ended is refused without waiting', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 3, firstRun: 70 });
+    const slow = await session(db, productionId);
+    const actor = { user: 'sam', sessionId: slow };
+    await claimRuns(db, { productionId, parentId: null, session: { id: slow, user: 'sam' }, limit: 3 });
+    const own = openDatabase(database.url, { applicationName: 'slow session', max: 1 });
+    const ender = openDatabase(database.url, { applicationName: 'ender', max: 1 });
+    let commit!: () => void;
+    const committing = new Promise<void>((r) => (commit = r));
+    let endCommitted!: () => void;
+    const endMayCommit = new Promise<void>((r) => (endCommitted = r));
+    try {
+      // The session's move is under way (not committed) when someone starts ending the session.
+      let moved!: () => void;
+      const hasMoved = new Promise<void>((r) => (moved = r));
+      const move = own.db.transaction().execute(async (tx) => {
+        const result = await transitionRuns(tx, { productionId, runs: [70], from: 'claimed', to: 'downloading', owner: slow, actor });
+        moved();
+        await committing;
+        return result;
+      });
+      await hasMoved;
+      let lockTaken = false;
+      const ending = ender.db.transaction().execute(async (tx) => {
+        await sql`SELECT lock_session_for_ending(${slow}::uuid)`.execute(tx);
+        lockTaken = true;
+        await sql`UPDATE sessions SET ended_at = now(), end_reason = 'released' WHERE id = ${slow}::uuid`.execute(tx);
+        await endMayCommit;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(lockTaken).toBe(false); // the ender waits for the move under way
+      commit();
+      expect(await move).toEqual([70]);
+      while (!lockTaken) await new Promise((r) => setTimeout(r, 20));
+      // While it is being ended (not committed yet), a move of the session is refused at once.
+      const started = Date.now();
+      expect(await transitionRuns(db, { productionId, runs: [71], from: 'claimed', to: 'downloading', owner: slow, actor })).toEqual([]);
+      expect(Date.now() - started).toBeLessThan(1000);
+      endCommitted();
+      await ending;
+      expect(await transitionRuns(db, { productionId, runs: [72], from: 'claimed', to: 'downloading', owner: slow, actor })).toEqual([]);
+      const rows = await db.selectFrom('production_runs').select(['run_number', 'status']).where('production_id', '=', productionId).orderBy('run_number').execute();
+      expect(rows.map((r) => r.status)).toEqual(['downloading', 'claimed', 'claimed']);
+    } finally {
+      // Let both transactions end whatever failed, so the connections can close.
+      commit();
+      endCommitted();
+      await new Promise((r) => setTimeout(r, 100));
+      await own.close();
+      await ender.close();
     }
   });
 });
