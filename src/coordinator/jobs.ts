@@ -281,6 +281,50 @@ export async function recordJudgements(context: JobContext, judgements: readonly
   return judgements.map((j) => (moved.has(j.run.run) ? j.outcome : { kind: 'lost-ownership', run: j.run.run }));
 }
 
+/**
+ * A staged run whose job could not be prepared (prepareJob threw: an output directory that cannot
+ * be created, a full disk): that attempt fails, and only that one. The run goes back to `new` with
+ * the attempt counted, or to `failed` once attempts are used up, with the error as last_error and
+ * an event saying the job could not be prepared. Its staged input is deleted like a judged job's,
+ * after the run is locked and seen to be still ours (`new` forgets where it was staged).
+ */
+export async function failAttemptBeforeSubmit(
+  context: JobContext,
+  run: Pick<HeldRunDetail, 'run' | 'attempts' | 'stagedPath'>,
+  error: string,
+): Promise<JobOutcome> {
+  const { production } = context;
+  const attempt = run.attempts + 1;
+  const to = attempt >= production.maxAttempts ? 'failed' : 'new';
+  const why = `the job could not be prepared: ${error}`;
+  const moved = await context.db.transaction().execute(async (tx) => {
+    const ours = await tx
+      .selectFrom('production_runs')
+      .select('run_number')
+      .where('production_id', '=', production.id)
+      .where('run_number', '=', run.run)
+      .where('session_id', '=', context.actor.sessionId)
+      .where('status', '=', 'staged')
+      .forUpdate()
+      .executeTakeFirst();
+    if (!ours) return [];
+    const moved = await transitionRuns(tx, {
+      productionId: production.id,
+      runs: [{ run: run.run, lastError: why.slice(0, 4000), message: `attempt ${attempt}/${production.maxAttempts} failed: ${why.split('\n')[0]!.slice(0, 300)}` }],
+      from: 'staged',
+      to,
+      owner: context.actor.sessionId,
+      actor: context.actor,
+      countAttempt: true,
+    });
+    // Only once the move is sure (an ended session moves nothing, see transitionRuns).
+    if (moved.length) await removeStagedInput(production, run.stagedPath);
+    return moved;
+  });
+  if (moved.length === 0) return { kind: 'lost-ownership', run: run.run };
+  return { kind: to === 'failed' ? 'failed' : 'retry', run: run.run, exitCode: null, error: why, attempt };
+}
+
 /** Deletes a staged input, but never a parent production's output read in place. */
 export async function removeStagedInput(production: Production, stagedPath: string | null): Promise<void> {
   if (!stagedPath || !isInStaging(production, stagedPath)) return;

@@ -1,6 +1,12 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claimRuns } from '../../src/coordinator/claims.js';
+import { failAttemptBeforeSubmit } from '../../src/coordinator/jobs.js';
+import { getProduction } from '../../src/coordinator/productions.js';
 import { readCounts } from '../../src/coordinator/counts.js';
 import { heartbeat, reapExpiredSessions, startSession } from '../../src/coordinator/sessions.js';
 import { RUN_STATUSES, type RunStatus } from '../../src/coordinator/statuses.js';
@@ -303,6 +309,51 @@ describe('a session that has ended', () => {
       await new Promise((r) => setTimeout(r, 100));
       await own.close();
       await ender.close();
+    }
+  });
+});
+
+describe('a job that cannot be prepared', () => {
+  it('fails that attempt only: back to new with the attempt counted, then failed once attempts are used up', async () => {
+    const { db } = database.handle;
+    const { productionId } = await seedProduction(db, { runs: 2, firstRun: 80, maxAttempts: 2 });
+    const staging = await mkdtemp(join(tmpdir(), 'rp-staging-'));
+    try {
+      await db.updateTable('productions').set({ config: JSON.stringify({ stagingDir: staging }) }).where('id', '=', productionId).execute();
+      const production = await getProduction(db, productionId);
+      const id = await session(db, productionId);
+      const context = { db, production, actor: { user: 'alice', sessionId: id } };
+      const stage = async () => {
+        expect(await claimRuns(db, { productionId, parentId: null, session: { id, user: 'alice' }, limit: 1 })).toEqual([80]);
+        const stagedPath = join(staging, 'in-80.mid');
+        await writeFile(stagedPath, 'input');
+        await transitionRuns(db, { productionId, runs: [{ run: 80, stagedPath }], from: 'claimed', to: 'staged', owner: id, actor: context.actor });
+        const row = await db.selectFrom('production_runs').select(['attempts']).where('production_id', '=', productionId).where('run_number', '=', 80).executeTakeFirstOrThrow();
+        return { run: 80, attempts: row.attempts, stagedPath };
+      };
+      const row = () => db.selectFrom('production_runs').selectAll().where('production_id', '=', productionId).where('run_number', '=', 80).executeTakeFirstOrThrow();
+
+      const first = await stage();
+      const error = "EACCES: permission denied, mkdir '/data/tree/v1'";
+      expect(await failAttemptBeforeSubmit(context, first, error)).toEqual({ kind: 'retry', run: 80, exitCode: null, error: `the job could not be prepared: ${error}`, attempt: 1 });
+      expect(await row()).toMatchObject({ status: 'new', session_id: null, attempts: 1, staged_path: null, last_error: `the job could not be prepared: ${error}` });
+      expect(existsSync(first.stagedPath)).toBe(false); // the staging area does not keep what nobody will use
+
+      const second = await stage();
+      expect(await failAttemptBeforeSubmit(context, second, error)).toMatchObject({ kind: 'failed', attempt: 2 });
+      expect(await row()).toMatchObject({ status: 'failed', session_id: null, attempts: 2 });
+      expect(existsSync(second.stagedPath)).toBe(false);
+      const events = await db.selectFrom('events').select(['from_status', 'to_status', 'message']).where('production_id', '=', productionId).where('from_status', '=', 'staged').orderBy('id').execute();
+      expect(events).toEqual([
+        { from_status: 'staged', to_status: 'new', message: `attempt 1/2 failed: the job could not be prepared: ${error}` },
+        { from_status: 'staged', to_status: 'failed', message: `attempt 2/2 failed: the job could not be prepared: ${error}` },
+      ]);
+      // A run this session no longer holds is left alone.
+      expect(await failAttemptBeforeSubmit(context, { run: 81, attempts: 0, stagedPath: null }, error)).toEqual({ kind: 'lost-ownership', run: 81 });
+      const why = await db.selectFrom('run_status_transitions').select('why').where('from_status', '=', 'staged').where('to_status', '=', 'failed').executeTakeFirstOrThrow();
+      expect(why.why).toBe('the job could not be prepared and attempts are exhausted');
+    } finally {
+      await rm(staging, { recursive: true, force: true });
     }
   });
 });
