@@ -5,7 +5,7 @@ import type { Kysely } from 'kysely';
 import { preparedSql } from '../db/prepared.js';
 import type { Database } from '../db/schema.js';
 import type { JobSpec, JobState } from '../grids/grid.js';
-import { RELEASE_WAIT_SECONDS, releasePathFor, type JobRelease } from '../grids/wrapper.js';
+import { readWrapperStatus, RELEASE_WAIT_SECONDS, releasePathFor, type JobRelease } from '../grids/wrapper.js';
 import {
   attemptLogPath,
   LOG_OUTPUTS,
@@ -157,6 +157,8 @@ async function tail(path: string, lines: number): Promise<string> {
 export type JobOutcome =
   | { kind: 'finished'; run: number; host?: string }
   | { kind: 'retry' | 'failed'; run: number; exitCode: number | null; error: string; attempt: number }
+  /** The job was revoked (see revokeJob) and its wrapper ended it: the run is redone, no attempt counted. */
+  | { kind: 'revoked'; run: number; error: string }
   | { kind: 'lost-ownership'; run: number };
 
 /** What judging an ended job decided, its files already dealt with; recordJudgements writes it down. */
@@ -165,14 +167,19 @@ export interface Judgement {
   to: 'finished' | 'new' | 'failed';
   update: RunUpdate;
   outcome: Exclude<JobOutcome, { kind: 'lost-ownership' }>;
+  /** Whether the move counts as a used attempt; absent: it does (every job that ran its course). */
+  countsAsAttempt?: boolean;
 }
 
 /**
  * Judges an ended job: exit 0 and valid outputs → finished. Otherwise the
  * attempt's logs are kept under names with the attempt number, its other
  * outputs (partial) are removed, and the run is to go back to `new` with the
- * attempt counted, or to `failed` once attempts are used up. Only files are
- * touched here: recordJudgements moves the runs, many in one statement.
+ * attempt counted, or to `failed` once attempts are used up. A job whose
+ * wrapper recorded `revoked` was ended because a reaper gave it up, not because
+ * it failed: its run goes back to `new` without an attempt counted, and its
+ * files go like an aborted attempt's (the next attempt has the same number).
+ * Only files are touched here: recordJudgements moves the runs, many in one statement.
  */
 export async function assessEndedJob(
   context: JobContext,
@@ -186,6 +193,18 @@ export async function assessEndedJob(
   const logs = logPaths(config, outputs, id);
   const attempt = run.attempts + 1;
   const statusPath = statusFilePath(config, id, attempt);
+  const wrapper = await readWrapperStatus(statusPath);
+  if (wrapper?.revoked) {
+    await removeAttemptFiles(context, run);
+    const error = `job ${run.jobId} was revoked and ended by its wrapper${wrapper.host ? ` on ${wrapper.host}` : ''} (exit ${wrapper.exit ?? 'unknown'}): its session was reaped where the job could not be reached`;
+    return {
+      run,
+      to: 'new',
+      update: { run: run.run, lastError: error, message: `${error}; not counted as an attempt, the run is redone` },
+      outcome: { kind: 'revoked', run: run.run, error },
+      countsAsAttempt: false,
+    };
+  }
   await removeStatusTemps(statusPath);
   await rm(releasePathFor(statusPath), { force: true });
   let exitCode: number | null = state.state === 'done' ? state.exitCode : null;
@@ -234,8 +253,8 @@ export async function assessEndedJob(
 }
 
 /**
- * Records judged jobs: one transition per (from, to) pair for all of them,
- * each run with its own values and event message, the attempt counted. A run
+ * Records judged jobs: one transition per (from, to, counted or not) for all of
+ * them, each run with its own values and event message. A run
  * this session no longer holds is left alone and reported as lost-ownership.
  *
  * The staged inputs are deleted inside the transaction, after the runs are
@@ -247,7 +266,7 @@ export async function assessEndedJob(
 export async function recordJudgements(context: JobContext, judgements: readonly Judgement[]): Promise<JobOutcome[]> {
   const groups = new Map<string, Judgement[]>();
   for (const j of judgements) {
-    const key = `${j.run.status}>${j.to}`;
+    const key = `${j.run.status}>${j.to}${j.countsAsAttempt === false ? '' : '+attempt'}`;
     const group = groups.get(key);
     if (group) group.push(j);
     else groups.set(key, [j]);
@@ -272,7 +291,7 @@ export async function recordJudgements(context: JobContext, judgements: readonly
         to: group[0]!.to,
         owner: context.actor.sessionId,
         actor: context.actor,
-        countAttempt: true,
+        countAttempt: group[0]!.countsAsAttempt !== false,
       });
       for (const run of runs) moved.add(run);
     }

@@ -26,6 +26,18 @@ afterAll(async () => {
 const session = (db = database.handle.db, productionId: number | null = null, leaseSeconds = 60) =>
   startSession(db, { user: 'alice', host: 'login1', pid: 1, productionId, options: {}, leaseSeconds });
 
+/**
+ * A session is reaped only once the database server has been up for longer than its lease (after a
+ * restart everybody gets a full lease to heartbeat again); the test run's server may be younger.
+ */
+async function serverUpFor(seconds: number): Promise<void> {
+  for (;;) {
+    const up = await sql<{ s: number }>`SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8 AS s`.execute(database.handle.db);
+    if (up.rows[0]!.s > seconds) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function allowedPairs(): Promise<Set<string>> {
   const rows = await database.handle.db.selectFrom('run_status_transitions').select(['from_status', 'to_status']).execute();
   return new Set(rows.map((r) => `${r.from_status}>${r.to_status}`));
@@ -155,6 +167,7 @@ describe('the state machine', () => {
     expect(claimed).toHaveLength(4);
     await transitionRuns(db, { productionId, runs: [30], from: 'claimed', to: 'downloading', owner: stale, actor: { user: 'carol', sessionId: stale } });
     await sql`UPDATE sessions SET heartbeat_at = now() - interval '5 seconds' WHERE id = ${stale}::uuid`.execute(db);
+    await serverUpFor(1);
     const reaper = await session(db, productionId);
     const outcomes = await reapExpiredSessions(db, { user: 'alice', sessionId: reaper });
     expect(outcomes).toHaveLength(1);
@@ -185,6 +198,7 @@ describe('the state machine', () => {
       await transitionRuns(db, { productionId, runs: [40], from, to, owner: slow, actor });
     }
     await sql`UPDATE sessions SET heartbeat_at = now() - interval '5 seconds' WHERE id = ${slow}::uuid`.execute(db);
+    await serverUpFor(1);
     // The slow session records a submission on its own connection; the reaper comes in before it commits.
     const own = openDatabase(database.url, { applicationName: 'slow session', max: 1 });
     try {

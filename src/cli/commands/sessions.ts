@@ -27,9 +27,16 @@ export function registerSessions(program: Command): void {
           for (const o of outcomes) {
             await removeReturnedFiles(o, async (id) => (await getProduction(db, id)).config.stagingDir);
             console.log(
-              `Reaped session ${o.session.id.slice(0, 8)} (${o.session.user}@${o.session.host}, heartbeat ${o.session.heartbeatAgeSeconds}s ago): ` +
+              `${o.session.endReason === null ? 'Reaped' : 'Recovered the runs of ended'} session ${o.session.id.slice(0, 8)} (${o.session.user}@${o.session.host}, heartbeat ${o.session.heartbeatAgeSeconds}s ago): ` +
                 `returned runs [${o.returned.join(', ')}]${o.adopted.length ? `, adopted [${o.adopted.join(', ')}]` : ''}`,
             );
+            if (o.kept.length) {
+              console.error(
+                `run-production: WARNING: runs [${o.kept.join(', ')}] stay held by session ${o.session.id.slice(0, 8)}: their jobs started on ` +
+                  `${o.session.host}, which this host cannot reach, and recorded no exit yet. Their releases were revoked, so they stop within ` +
+                  'seconds if that host sees this filesystem; a session of the production adopts them (or run this again once they stopped).',
+              );
+            }
           }
           return;
         }
