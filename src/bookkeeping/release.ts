@@ -8,22 +8,29 @@ import { recordEvent, returnRunsToPool, type Actor } from '../coordinator/transi
 import type { Database } from '../db/schema.js';
 import type { Grid } from '../grids/grid.js';
 import { createGrid } from '../grids/index.js';
-import { partialDownloadPath } from '../outputs/paths.js';
+import { releasePathFor, revokeJob } from '../grids/wrapper.js';
+import { partialDownloadPath, statusFilePath } from '../outputs/paths.js';
 import type { SessionRow } from './sessions.js';
 
 /**
- * Takes the runs of another shifter's session back into the pool: its jobs
- * are cancelled first (a new attempt must never race an old job writing the
- * same outputs), then, in one transaction on the locked session row, the
- * session is ended and its runs go back to `new` without an attempt counted.
- * A live session notices at its next heartbeat that it was ended and leaves
- * without touching the runs (OperatorLoop.fencedOut).
+ * Takes the runs of another shifter's session back into the pool, in three steps:
+ *  1. on the locked session row, after any move of it under way, the session is ended: from then
+ *     on it can move no run (session_may_act), so a live session that has not noticed yet cannot
+ *     count the jobs cancelled below as failures, claim again or submit again;
+ *  2. its runs, frozen now, are read and their jobs cancelled, outside any transaction (a
+ *     scheduler call may take seconds); jobs this host cannot reach have their release revoked,
+ *     so that they stop by themselves if they see this filesystem, and the shifter is warned;
+ *  3. in a transaction, the runs are locked and go back to `new` from the status each is in, not
+ *     counted as attempts, with the release event.
+ * A release that dies between 1 and 3 leaves runs held by an ended session: a reaper recovers them
+ * a lease later (reapExpiredSessions). A live session notices at its next heartbeat that it was
+ * ended and leaves without touching the runs (OperatorLoop.fencedOut).
  */
 
 export interface ReleaseOutcome {
   returned: number[];
   cancelledJobs: string[];
-  /** Jobs the grid of this host cannot reach (another host's local jobs): they may still run. */
+  /** Jobs the grid of this host cannot reach (another host's local jobs): they may still run. Their releases were revoked. */
   unreachableJobs: string[];
   wasLive: boolean;
 }
@@ -53,9 +60,23 @@ export async function releaseSession(
   }
   if (session.productionId === null) throw new ExpectedError(`Session ${short} works on no production; it holds no runs.`, 1);
   const production = await getProduction(db, session.productionId);
-  const runs = await heldRuns(db, session.id);
+  const why = `released by ${options.actor.user}${options.force && live ? ' (--force, session was live)' : ''}: session ${short} (${session.user}@${session.host} pid ${session.pid})`;
 
-  // Cancel first, outside the transaction: a scheduler call may take seconds and must not hold row locks.
+  // 1. End it. The advisory lock first (it waits for a move of the session under way, and refuses
+  // any later one), then the row, which a concurrent reaper or a second release also locks.
+  await db.transaction().execute(async (tx) => {
+    await sql`SELECT lock_session_for_ending(${session.id}::uuid)`.execute(tx);
+    const locked = await sql<{ id: string }>`SELECT id FROM sessions WHERE id = ${session.id}::uuid FOR UPDATE`.execute(tx);
+    if (locked.rows.length === 0) return;
+    await tx
+      .updateTable('sessions')
+      .set({ ended_at: sql`coalesce(ended_at, now())`, end_reason: sql`coalesce(end_reason, ${why})` })
+      .where('id', '=', session.id)
+      .execute();
+  });
+
+  // 2. Its runs no longer change but by a reaper taking them: cancel their jobs, outside the transaction.
+  const runs = await heldRuns(db, session.id);
   const onGrid = runs.filter((r) => (r.status === 'submitted' || r.status === 'running') && r.jobId);
   const cancelled: string[] = [];
   const unreachable: string[] = [];
@@ -65,21 +86,21 @@ export async function releaseSession(
     const grid = await (options.gridFor ?? ((p: Production) => createGrid(p.config.job)))(production).catch(() => null);
     for (const run of onGrid) (grid?.canReach(run.jobId!) ? cancelled : unreachable).push(run.jobId!);
     if (grid && cancelled.length) await grid.cancel(cancelled);
+    for (const run of onGrid.filter((r) => unreachable.includes(r.jobId!))) {
+      // Best effort: a job that sees this filesystem stops within a second (bin/rp-job-wrapper).
+      const statusPath = () => statusFilePath(production.config, { type: production.type, version: production.version, run: run.run }, run.attempts + 1);
+      await Promise.resolve()
+        .then(() => revokeJob({ path: releasePathFor(statusPath()) }))
+        .catch(() => undefined);
+    }
   }
 
-  const why = `released by ${options.actor.user}${options.force && live ? ' (--force, session was live)' : ''}: session ${short} (${session.user}@${session.host} pid ${session.pid})`;
+  // 3. Return them, each from the status it is in now, under their row locks.
   const returned = await db.transaction().execute(async (tx) => {
-    // Lock the session so a concurrent reaper or a second release does not return the same runs twice.
-    const locked = await sql<{ id: string }>`SELECT id FROM sessions WHERE id = ${session.id}::uuid FOR UPDATE`.execute(tx);
-    if (locked.rows.length === 0) return [];
-    await tx
-      .updateTable('sessions')
-      .set({ ended_at: sql`coalesce(ended_at, now())`, end_reason: sql`coalesce(end_reason, ${why})` })
-      .where('id', '=', session.id)
-      .execute();
+    const locked = await heldRuns(tx, session.id, { lock: true });
     const moved = await returnRunsToPool(tx, {
       productionId: production.id,
-      runs,
+      runs: locked,
       owner: session.id,
       actor: options.actor,
       message: `returned: ${why}`,
@@ -88,7 +109,7 @@ export async function releaseSession(
       productionId: production.id,
       actor: options.actor,
       kind: 'release',
-      message: `${why}; returned runs [${moved.join(', ')}]${cancelled.length ? `; cancelled jobs ${cancelled.join(', ')}` : ''}${unreachable.length ? `; could not reach jobs ${unreachable.join(', ')}` : ''}`,
+      message: `${why}; returned runs [${moved.join(', ')}]${cancelled.length ? `; cancelled jobs ${cancelled.join(', ')}` : ''}${unreachable.length ? `; could not reach jobs ${unreachable.join(', ')} (releases revoked)` : ''}`,
     });
     return moved;
   });

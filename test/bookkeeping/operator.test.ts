@@ -1,12 +1,22 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { releaseSession } from '../../src/bookkeeping/release.js';
+import { findSession } from '../../src/bookkeeping/sessions.js';
+import { adoptionDeciderFor } from '../../src/coordinator/adoption.js';
 import { checkAutoPause } from '../../src/coordinator/auto-pause.js';
 import { claimRuns } from '../../src/coordinator/claims.js';
-import { getProduction } from '../../src/coordinator/productions.js';
-import { startSession } from '../../src/coordinator/sessions.js';
+import { ensureModulesFile, prepareJob, readHeldRuns } from '../../src/coordinator/jobs.js';
+import { findProduction, getProduction } from '../../src/coordinator/productions.js';
+import { reapExpiredSessions, startSession } from '../../src/coordinator/sessions.js';
 import { transitionRuns, type Actor } from '../../src/coordinator/transition.js';
+import type { Grid } from '../../src/grids/grid.js';
+import { createLocalGrid } from '../../src/grids/local.js';
+import { releaseJob } from '../../src/grids/wrapper.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { groupAlive, heldBy, RUN, type Scenario, scenario, sessionOf, statusCounts, until } from '../helpers/scenario.js';
 import { seedProduction } from '../helpers/seed.js';
 
 /** Operator commands and auto-pause on productions seeded in SQL and moved through the real state machine. */
@@ -170,6 +180,117 @@ describe('release', () => {
     const event = await db().selectFrom('events').select('message').where('production_id', '=', productionId).where('kind', '=', 'release').executeTakeFirstOrThrow();
     expect(event.message).toContain('returned runs [300, 301, 302]');
     expect((await cli(['release', '--session', sessionId])).stderr).toMatch(/already ended .* holds no runs/);
+  });
+
+  /** A live session (a long lease) holding `jobs` runs with real gated jobs of the local grid, waiting on the fixture's hold file, and one claimed run. */
+  async function liveSessionWithJobs(s: Scenario, jobs: number, leaseSeconds: number) {
+    const db = s.database.handle.db;
+    await writeFile(s.fixture.holdFile, '');
+    const production = await findProduction(db, 'alcapana');
+    const actor = { user: 'lena', sessionId: await startSession(db, { user: 'lena', host: hostname(), pid: process.pid, productionId: production.id, options: {}, leaseSeconds }) };
+    const runs = await claimRuns(db, { productionId: production.id, parentId: null, session: { id: actor.sessionId, user: 'lena' }, limit: jobs + 1 });
+    const onGrid = runs.slice(0, jobs);
+    await transitionRuns(db, { productionId: production.id, runs: onGrid, from: 'claimed', to: 'staged', owner: actor.sessionId, actor });
+    const grid = createLocalGrid({ killGraceSeconds: 2 });
+    const modules = await ensureModulesFile(production);
+    const jobIds: string[] = [];
+    for (const detail of (await readHeldRuns(db, actor.sessionId)).filter((r) => r.status === 'staged')) {
+      const job = await prepareJob({ db, production, actor }, detail, modules);
+      const jobId = await grid.submit(job);
+      await transitionRuns(db, { productionId: production.id, runs: [{ run: detail.run, jobId, jobToken: job.release.token }], from: 'staged', to: 'submitted', owner: actor.sessionId, actor });
+      await releaseJob(job.release);
+      jobIds.push(jobId);
+    }
+    const pids = jobIds.map((id) => Number(id.split(':').at(-1)));
+    await until(async () => (await readFile(s.fixture.executionsLog, 'utf8').catch(() => '')).trim().split('\n').length === jobs, 'the jobs run');
+    return { db, production, actor, runs, grid, jobIds, pids };
+  }
+
+  const operator = { user: 'oscar', sessionId: null };
+
+  it('--force ends the session before it touches its runs: the session cannot count the cancelled jobs as failures, nor claim again', async () => {
+    const s = await scenario(6, { firstRun: 700 });
+    const { db, production, actor, runs, grid, jobIds, pids } = await liveSessionWithJobs(s, 2, 600);
+    let atCancel: { ended: boolean; judged: number[]; claimed: number[] } | null = null;
+    // The real local grid, looked over at the moment it cancels: what the live session would do on
+    // seeing its jobs end, a failed attempt recorded and a new claim, must be refused by then.
+    const watched: Grid = {
+      ...grid,
+      async cancel(ids) {
+        const row = await db.selectFrom('sessions').select('ended_at').where('id', '=', actor.sessionId).executeTakeFirstOrThrow();
+        atCancel = {
+          ended: row.ended_at !== null,
+          judged: await transitionRuns(db, { productionId: production.id, runs: [{ run: runs[0]!, exitCode: 143, lastError: 'exit code 143' }], from: 'submitted', to: 'new', owner: actor.sessionId, actor, countAttempt: true }),
+          claimed: await claimRuns(db, { productionId: production.id, parentId: null, session: { id: actor.sessionId, user: actor.user }, limit: 2 }),
+        };
+        await grid.cancel(ids);
+      },
+    };
+    const outcome = await releaseSession(db, await findSession(db, actor.sessionId), { force: true, actor: operator, gridFor: async () => watched });
+    expect(atCancel).toEqual({ ended: true, judged: [], claimed: [] });
+    expect(outcome).toMatchObject({ returned: runs, cancelledJobs: jobIds, unreachableJobs: [], wasLive: true });
+    const rows = await db.selectFrom('production_runs').select(['run_number', 'status', 'session_id', 'attempts']).where('production_id', '=', production.id).orderBy('run_number').execute();
+    expect(rows.every((r) => r.status === 'new' && r.session_id === null && r.attempts === 0)).toBe(true);
+    await until(async () => !pids.some(groupAlive), 'the cancelled jobs are gone');
+    const event = await db.selectFrom('events').select('message').where('production_id', '=', production.id).where('kind', '=', 'release').executeTakeFirstOrThrow();
+    expect(event.message).toMatch(new RegExp(`returned runs \\[${runs.join(', ')}\\]; cancelled jobs ${jobIds.join(', ')}$`));
+  });
+
+  it('a release that dies after ending the session leaves its runs to the reaper, which takes them a lease later', async () => {
+    const s = await scenario(4, { firstRun: 710 });
+    const { db, production, actor, runs, grid, pids } = await liveSessionWithJobs(s, 1, 1);
+    const dying: Grid = {
+      ...grid,
+      async cancel() {
+        throw new Error('the release process died here');
+      },
+    };
+    await expect(releaseSession(db, await findSession(db, actor.sessionId), { force: true, actor: operator, gridFor: async () => dying })).rejects.toThrow(/died here/);
+    const ended = await db.selectFrom('sessions').select(['ended_at', 'end_reason']).where('id', '=', actor.sessionId).executeTakeFirstOrThrow();
+    expect(ended.end_reason).toMatch(/^released by oscar \(--force, session was live\)/);
+    expect((await heldBy(s, actor.sessionId)).map((r) => r.run_number)).toEqual(runs); // held by an ended session, for now
+    expect(pids.every(groupAlive)).toBe(true);
+
+    await new Promise((r) => setTimeout(r, 1100));
+    const [outcome] = await reapExpiredSessions(db, operator, { decide: adoptionDeciderFor(db, { orphans: 'adopt', adopter: null }) });
+    expect(outcome).toMatchObject({ session: { id: actor.sessionId, endReason: ended.end_reason }, returned: runs, kept: [] });
+    expect(await heldBy(s, actor.sessionId)).toEqual([]);
+    await until(async () => !pids.some(groupAlive), 'the job is cancelled by the reaper');
+    const rows = await db.selectFrom('production_runs').select(['status', 'attempts']).where('production_id', '=', production.id).where('run_number', 'in', runs).execute();
+    expect(rows.every((r) => r.status === 'new' && r.attempts === 0)).toBe(true);
+  });
+
+  it('a live CLI session released with --force: every run returned, none held by the ended session, and it leaves without claiming again', async () => {
+    const s = await scenario(8, { firstRun: 720 });
+    const db = s.database.handle.db;
+    await writeFile(s.fixture.holdFile, '');
+    const live = s.start([...RUN, '--nproc', '2', '--nprep', '1', '--lease', '60']);
+    let id: string | undefined;
+    await until(async () => Boolean((id = await sessionOf(s, live.child.pid!))), 'the session exists');
+    await until(async () => {
+      const held = await heldBy(s, id!);
+      return held.filter((r) => r.status === 'running').length === 2 && held.some((r) => r.status === 'staged');
+    }, 'the session has 2 jobs running and a run staged');
+    const held = await heldBy(s, id!);
+    const pids = held.filter((r) => r.job_id).map((r) => Number(r.job_id!.split(':').at(-1)));
+
+    const released = await s.cli(['release', '--session', id!, '--force']);
+    expect(released.code, released.stderr).toBe(0);
+    expect(released.stdout).toContain(`returned runs [${held.map((r) => r.run_number).join(', ')}]`);
+    const result = await live.done;
+    expect(result.code).toBe(1); // it found itself ended and left
+    expect(await heldBy(s, id!)).toEqual([]);
+    const rows = await db.selectFrom('production_runs').select(['run_number', 'status', 'session_id', 'attempts']).where('run_number', 'in', held.map((r) => r.run_number)).execute();
+    expect(rows.every((r) => r.status === 'new' && r.session_id === null && r.attempts === 0)).toBe(true);
+    // It claimed its three runs once, and nothing after the release.
+    const claims = await sql<{ n: number }>`SELECT count(*)::int AS n FROM events WHERE session_id = ${id!}::uuid AND to_status = 'claimed'`.execute(db);
+    expect(claims.rows[0]!.n).toBe(3);
+    expect(pids.some(groupAlive)).toBe(false);
+
+    await rm(s.fixture.holdFile);
+    const rest = await s.cli([...RUN, '--until-done']);
+    expect(rest.code, rest.stderr).toBe(0);
+    expect(await statusCounts(s)).toEqual({ finished: 8 });
   });
 
   it('releases an expired session without --force', async () => {

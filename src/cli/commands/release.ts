@@ -25,6 +25,7 @@ export function registerRelease(program: Command): void {
         if (outcome.unreachableJobs.length) {
           console.error(
             `run-production: WARNING: jobs ${outcome.unreachableJobs.join(', ')} run where this host cannot cancel them; ` +
+              `their releases were revoked, which stops them within seconds if ${session.host} sees this filesystem, but ` +
               `cancel them on ${session.host} before their runs are redone, or their outputs may be overwritten twice.`,
           );
         }
