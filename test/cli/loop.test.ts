@@ -308,7 +308,10 @@ describe('limits and modes', () => {
       await new Promise((r) => setTimeout(r, 2000)); // every session has had passes in which nothing more fits
       expect(await inStaging()).toBe(3);
       await rm(s.fixture.holdFile);
-      for (const session of sessions) expect((await session.done).code).toBe(0);
+      for (const session of sessions) {
+        const result = await session.done;
+        expect(result.code, result.stdout + result.stderr).toBe(0);
+      }
     } finally {
       sampling = false;
       await sampler;
@@ -340,7 +343,7 @@ describe('limits and modes', () => {
     const result = await s.cli([...RUN, '--dry-run', '--nproc', '2', '--nprep', '1']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/Would claim 3 run\(s\): \[70000, 70001, 70002\]/);
-    expect(result.stdout).toMatch(/Would download run 70000: file:\/\/.*archive\/run70000\.mid → .*staging\/alcapana\/v1\/run70000\.mid/);
+    expect(result.stdout).toMatch(/Would download run 70000: file:\/\/.*archive\/run70000\.mid → .*staging\/alcapana\/v1\/run70000\.run70000\.mid/);
     expect(result.stdout).toMatch(/Would submit run 70001 to local: .*job\.sh/);
     const after = await s.database.handle.db.selectFrom('events').select(sql<number>`count(*)::int`.as('n')).executeTakeFirstOrThrow();
     expect(after.n).toBe(before.n);

@@ -64,7 +64,7 @@ describe('the live display in a terminal', () => {
     expect(screen).toMatch(/F finished [1-6]/);
     expect(screen).toMatch(/6\/6 finished, 0 failed/);
     expect(screen).toMatch(/d drain/);
-    expect(screen).toMatch(/nothing left to claim/);
+    expect(screen).toMatch(/production done: every run finished or failed/);
     expect(screen).not.toMatch(/Raw mode is not supported|ERROR/);
     const rows = await database.handle.db.selectFrom('production_runs').select('status').execute();
     expect(rows.every((r) => r.status === 'finished')).toBe(true);
