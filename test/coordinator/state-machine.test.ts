@@ -333,8 +333,9 @@ describe('a job that cannot be prepared', () => {
     const { productionId } = await seedProduction(db, { runs: 2, firstRun: 80, maxAttempts: 2 });
     const staging = await mkdtemp(join(tmpdir(), 'rp-staging-'));
     try {
-      await db.updateTable('productions').set({ config: JSON.stringify({ stagingDir: staging }) }).where('id', '=', productionId).execute();
-      const production = await getProduction(db, productionId);
+      // The staging area as its frozen config would name it (a frozen config cannot be changed in the database).
+      const seeded = await getProduction(db, productionId);
+      const production = { ...seeded, config: { ...seeded.config, stagingDir: staging } };
       const id = await session(db, productionId);
       const context = { db, production, actor: { user: 'alice', sessionId: id } };
       const stage = async () => {
