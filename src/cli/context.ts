@@ -6,6 +6,7 @@ import { ensureEmbeddedServer } from '../db/embedded.js';
 import { migrate } from '../db/migrate.js';
 import type { Actor } from '../coordinator/transition.js';
 import { ExpectedError } from './errors.js';
+import { requireCommandRole } from './roles.js';
 
 /** Options every command accepts (commander's optsWithGlobals). */
 export interface GlobalOptions {
@@ -25,7 +26,11 @@ export interface Context {
   close(): Promise<void>;
 }
 
-export const currentUser = (): string => process.env.USER || userInfo().username;
+/**
+ * The Unix account, as information beside the database login (which is the identity, see
+ * sql/009_roles.sql): from the process's real uid, not $USER, which anyone can set.
+ */
+export const currentUser = (): string => userInfo().username;
 
 /** The config file if it exists (commands that need it call requireConfig). */
 export async function optionalConfig(options: GlobalOptions): Promise<LoadedConfig | null> {
@@ -102,6 +107,12 @@ export async function openContext(
       await handle.close();
       throw error;
     }
+  }
+  try {
+    await requireCommandRole(handle.db);
+  } catch (error) {
+    await handle.close();
+    throw error;
   }
   const user = currentUser();
   const host = hostname();

@@ -15,6 +15,7 @@ import { registerControl } from './commands/control.js';
 import { registerEvents } from './commands/events.js';
 import { registerLimits } from './commands/limits.js';
 import { EXIT, ExpectedError } from './errors.js';
+import { asRefusal, noteInvocation } from './roles.js';
 
 // .env in the current directory; variables already in the environment win.
 dotenv.config({ quiet: true });
@@ -59,6 +60,7 @@ function commandPath(command: Command): string {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  program.hook('preAction', (_program, action) => noteInvocation(action));
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
@@ -67,9 +69,10 @@ export async function main(argv: string[]): Promise<number> {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version') return EXIT.ok;
       return EXIT.usage;
     }
-    if (error instanceof ExpectedError) {
-      console.error(`run-production: ${error.message}`);
-      return error.exitCode;
+    const expected = error instanceof ExpectedError ? error : asRefusal(error);
+    if (expected) {
+      console.error(`run-production: ${expected.message}`);
+      return expected.exitCode;
     }
     console.error('run-production: unexpected error:', error);
     return EXIT.error;

@@ -37,7 +37,7 @@ import {
   type JobOutcome,
   type Judgement,
 } from './jobs.js';
-import { getProduction, type Production } from './productions.js';
+import { describeFrozen, getProduction, refreshProductionState, requireIntactConfig, type Production } from './productions.js';
 import { endSession, reapExpiredSessions, removeReturnedFiles, startSession, type ReapOutcome } from './sessions.js';
 import type { Snapshot, SnapshotAlert, SnapshotEvent, SnapshotSource } from './snapshot.js';
 import { readSnapshotBase, throughputOf } from './snapshot-queries.js';
@@ -200,6 +200,7 @@ export class OperatorLoop implements SnapshotSource {
 
   /** Creates the session; resolves when the loop ends (done, drained, limit reached, aborted). */
   async run(): Promise<LoopResult> {
+    requireIntactConfig(this.production);
     this.grid = await createGrid(this.production.config.job, { onJobExit: () => this.requestTick() });
     // Before the session exists: a dataDir this account cannot write to is the shifter's to fix, and
     // must not leave a session row behind (or a stack trace).
@@ -221,6 +222,7 @@ export class OperatorLoop implements SnapshotSource {
     });
     this.heartbeat = this.startHeartbeat();
     this.emit('info', null, `INFO: Session ${this.sessionId.slice(0, 8)} on ${this.production.type} v${this.production.version} (tag ${this.production.tag}) as ${this.who.user}@${this.who.host}`);
+    this.emit('info', null, `INFO: Running the ${describeFrozen(this.production)}`);
     await this.buildSnapshot();
     this.markReady();
     this.requestTick();
@@ -285,7 +287,7 @@ export class OperatorLoop implements SnapshotSource {
     // 3. The production as others may have changed it (paused, limits).
     heartbeat.progress('reading the production');
     const wasActive = this.production.status === 'active';
-    this.production = await getProduction(this.db, this.production.id);
+    this.production = await refreshProductionState(this.db, this.production);
     if (this.production.status !== 'active') {
       this.setAlert('production-paused', `Production ${this.production.status}${this.production.statusReason ? `: ${this.production.statusReason}` : ''}`);
     } else {
@@ -433,7 +435,7 @@ export class OperatorLoop implements SnapshotSource {
       // K failed attempts in a row: stop everybody burning runs on a broken configuration.
       const paused = await checkAutoPause(this.db, this.production, this.context.actor);
       if (paused) {
-        this.production = await getProduction(this.db, this.production.id);
+        this.production = await refreshProductionState(this.db, this.production);
         this.setAlert('production-paused', `Production paused automatically: ${paused}`);
       }
     }
@@ -460,6 +462,9 @@ export class OperatorLoop implements SnapshotSource {
           );
           break;
         }
+        case 'revoked':
+          this.emit('retry', outcome.run, `Redoing run: ${outcome.run} (its job was revoked by a reaper; not counted as an attempt)`);
+          break;
         case 'lost-ownership':
           this.emit('warning', outcome.run, `WARNING: run ${outcome.run} is no longer held by this session`);
           break;
@@ -728,7 +733,7 @@ export class OperatorLoop implements SnapshotSource {
     try {
       const paused = await pauseForInfrastructure(this.db, this.production, this.context.actor, reason);
       if (paused) {
-        this.production = await getProduction(this.db, this.production.id);
+        this.production = await refreshProductionState(this.db, this.production);
         this.setAlert('production-paused', `Production paused automatically: ${paused}`);
       }
     } catch (failure) {

@@ -4,7 +4,17 @@ import type { FrozenType } from '../config/config.js';
 import type { Database, ProductionsTable } from '../db/schema.js';
 import { recordEvent, type Actor } from './transition.js';
 
-export type ProductionRow = Selectable<ProductionsTable>;
+export type ProductionRow = Selectable<ProductionsTable> & { config_intact?: boolean };
+
+/** Who froze a production's definition and whether it is still what was frozen (sql/009_roles.sql). */
+export interface Frozen {
+  /** Database login; the Unix creator for productions frozen before logins were recorded. */
+  by: string;
+  at: Date;
+  sha256: string | null;
+  /** The stored config still hashes to sha256 (false: it was changed behind the triggers' back). */
+  intact: boolean;
+}
 
 export interface Production {
   id: number;
@@ -24,6 +34,7 @@ export interface Production {
   createdBy: string;
   startedAt: Date;
   stoppedAt: Date | null;
+  frozen: Frozen;
 }
 
 export function toProduction(row: ProductionRow): Production {
@@ -45,12 +56,63 @@ export function toProduction(row: ProductionRow): Production {
     createdBy: row.created_by,
     startedAt: row.started_at,
     stoppedAt: row.stopped_at,
+    frozen: {
+      by: row.frozen_by ?? row.created_by,
+      at: row.frozen_at ?? row.started_at,
+      sha256: row.config_sha256,
+      intact: row.config_intact ?? true,
+    },
+  };
+}
+
+/** The stored config still hashes to what was stored when it was frozen. */
+const configIntact = sql<boolean>`(config_sha256 IS NULL OR config_sha256 = encode(sha256(convert_to(config::text, 'UTF8')), 'hex'))`.as('config_intact');
+
+/**
+ * Refuses a production whose frozen config no longer matches its hash: someone changed it behind
+ * the productions_frozen trigger (a superuser), and its commands are not the ones that were frozen.
+ */
+export function requireIntactConfig(production: Production): void {
+  if (production.frozen.intact) return;
+  throw new ExpectedError(
+    `The frozen config of ${production.type} v${production.version} (frozen by ${production.frozen.by} at ${production.frozen.at.toISOString()}) ` +
+      `no longer matches its sha256 ${production.frozen.sha256?.slice(0, 12)}: it was changed after it was frozen. Refusing to run it; ` +
+      'a coordinator should find out who changed it (the database log) and start a new version with run-production new.',
+    65,
+  );
+}
+
+/** One line for the session's start and the display: "config of alcapana v5 frozen by carol at …". */
+export function describeFrozen(production: Production): string {
+  const sha = production.frozen.sha256 ? ` (sha256 ${production.frozen.sha256.slice(0, 12)})` : '';
+  return `config of ${production.type} v${production.version} frozen by ${production.frozen.by} at ${production.frozen.at.toISOString().replace(/\.\d+Z$/, 'Z')}${sha}`;
+}
+
+/**
+ * What others may change of a production while a session runs it: its status and limits. The
+ * session keeps the definition (config, modules) it checked at its start, so nothing written to the
+ * database later can change the commands it runs.
+ */
+export async function refreshProductionState(db: Kysely<Database>, production: Production): Promise<Production> {
+  const row = await db
+    .selectFrom('productions')
+    .select(['status', 'status_reason', 'status_changed_at', 'max_running', 'max_attempts', 'stopped_at'])
+    .where('id', '=', production.id)
+    .executeTakeFirstOrThrow();
+  return {
+    ...production,
+    status: row.status,
+    statusReason: row.status_reason,
+    statusChangedAt: row.status_changed_at,
+    maxRunning: row.max_running,
+    maxAttempts: row.max_attempts,
+    stoppedAt: row.stopped_at,
   };
 }
 
 /** The production of a type: the given version, or the highest. Errors name what exists. */
 export async function findProduction(db: Kysely<Database>, type: string, version?: number): Promise<Production> {
-  const rows = await db.selectFrom('productions').selectAll().where('type', '=', type).orderBy('version', 'desc').execute();
+  const rows = await db.selectFrom('productions').selectAll().select(configIntact).where('type', '=', type).orderBy('version', 'desc').execute();
   if (rows.length === 0) {
     const types = await db.selectFrom('productions').select('type').distinct().orderBy('type').execute();
     throw new ExpectedError(
@@ -66,7 +128,7 @@ export async function findProduction(db: Kysely<Database>, type: string, version
 }
 
 export async function getProduction(db: Kysely<Database>, id: number): Promise<Production> {
-  return toProduction(await db.selectFrom('productions').selectAll().where('id', '=', id).executeTakeFirstOrThrow());
+  return toProduction(await db.selectFrom('productions').selectAll().select(configIntact).where('id', '=', id).executeTakeFirstOrThrow());
 }
 
 export interface NewProductionRequest {

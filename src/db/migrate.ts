@@ -103,6 +103,9 @@ export async function migrate(pool: pg.Pool, options: { dir?: string } = {}): Pr
   const applied: MigrationFile[] = [];
   const client = await pool.connect();
   try {
+    // Nothing pending (what nearly every command finds): read the ledger and go. No lock, no DDL, so a
+    // shifter's or reader's login, which may not change the schema, runs commands as usual.
+    if (await upToDate(client, files)) return { applied, version: files.at(-1)?.version ?? 0 };
     // One file per transaction, the ledger read again under the lock each time: another
     // migrator may have applied files between two of our transactions. No file runs twice,
     // because reading the ledger and recording the file happen in one transaction under the lock.
@@ -125,7 +128,7 @@ async function migrateOne(client: pg.PoolClient, files: MigrationFile[]): Promis
     // migrator cannot leave it held, whichever server connection the pooler gave us.
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
     // Under the lock, so that two first migrators do not both create the ledger.
-    await ensureLedger(client);
+    if (!(await ledgerExists(client))) await ensureLedger(client);
     const rows = (await client.query<AppliedRow>('SELECT version, name, checksum FROM schema_migrations ORDER BY version')).rows;
     checkApplied(rows, files);
     const done = new Set(rows.map((row) => row.version));
@@ -147,9 +150,30 @@ async function migrateOne(client: pg.PoolClient, files: MigrationFile[]): Promis
     // A failed COMMIT has already ended the transaction (ROLLBACK then only warns); on a dead
     // connection ROLLBACK fails too, and the pool drops that client when it is released.
     await client.query('ROLLBACK').catch(() => undefined);
-    if (error instanceof ExpectedError || !file) throw error;
+    if (error instanceof ExpectedError) throw error;
+    if ((error as { code?: string }).code === '42501') {
+      throw new ExpectedError(
+        `${file ? `Migration sql/${file.file} is pending` : 'Migrations are pending'}, and this database login may not change the schema ` +
+          `(${(error as Error).message}). Ask the administrator to run \`run-production db migrate\` with a login that is a member of run_production_owner.`,
+        77,
+      );
+    }
+    if (!file) throw error;
     throw new ExpectedError(`Migration sql/${file.file} failed and was rolled back: ${(error as Error).message}`);
   }
+}
+
+async function ledgerExists(client: pg.PoolClient): Promise<boolean> {
+  return (await client.query<{ present: boolean }>(`SELECT to_regclass('schema_migrations') IS NOT NULL AS present`)).rows[0]!.present;
+}
+
+/** The ledger lists every file we ship, unchanged (a changed or unknown one is refused here too). */
+async function upToDate(client: pg.PoolClient, files: MigrationFile[]): Promise<boolean> {
+  if (!(await ledgerExists(client))) return false;
+  const rows = (await client.query<AppliedRow>('SELECT version, name, checksum FROM schema_migrations ORDER BY version')).rows;
+  checkApplied(rows, files);
+  const done = new Set(rows.map((row) => row.version));
+  return files.every((f) => done.has(f.version));
 }
 
 /** Schema version of the database (0 when never migrated) and whether our files are ahead of it. */

@@ -36,6 +36,10 @@ export interface ProductionsTable {
   created_by: string;
   started_at: Timestamp;
   stopped_at: NullableTimestamp;
+  /** Stamped by the productions_frozen trigger (sql/009_roles.sql): read-only. */
+  frozen_by: ColumnType<string | null, never, never>;
+  frozen_at: ColumnType<Date | null, never, never>;
+  config_sha256: ColumnType<string | null, never, never>;
 }
 
 export interface SessionsTable {
@@ -50,6 +54,8 @@ export interface SessionsTable {
   heartbeat_at: Timestamp;
   ended_at: NullableTimestamp;
   end_reason: string | null;
+  /** The database login (session_user), by default: read-only. */
+  login: ColumnType<string | null, never, never>;
 }
 
 export interface ProductionRunsTable {
@@ -90,6 +96,8 @@ export interface EventsTable {
   to_status: RunStatus | null;
   kind: string;
   message: string | null;
+  /** The database login (session_user), by default: read-only. */
+  login: ColumnType<string | null, never, never>;
 }
 
 export interface RunStatusTransitionsTable {

@@ -65,8 +65,7 @@ async function failAttempt(productionId: number, actor: Actor & { sessionId: str
 
 describe('auto-pause', () => {
   it('pauses after K consecutive failed attempts, naming the exit codes; a success or a resume starts the count again', async () => {
-    const { productionId } = await seedProduction(db(), { runs: 10, firstRun: 100, type: 'autopause' });
-    await db().updateTable('productions').set({ config: JSON.stringify({ autoPause: { failures: 3 } }) }).where('id', '=', productionId).execute();
+    const { productionId } = await seedProduction(db(), { runs: 10, firstRun: 100, type: 'autopause', config: { autoPause: { failures: 3 } } });
     const sessionId = await startSession(db(), { user: 'alice', host: 'h', pid: 1, productionId, options: {}, leaseSeconds: 60 });
     const actor = { user: 'alice', sessionId };
     const production = async () => getProduction(db(), productionId);

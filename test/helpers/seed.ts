@@ -8,7 +8,7 @@ import type { Database } from '../../src/db/schema.js';
  */
 export async function seedProduction(
   db: Kysely<Database>,
-  options: { runs: number; firstRun?: number; datasets?: string[]; maxRunning?: number | null; type?: string; maxAttempts?: number },
+  options: { runs: number; firstRun?: number; datasets?: string[]; maxRunning?: number | null; type?: string; maxAttempts?: number; config?: Record<string, unknown> },
 ): Promise<{ productionId: number; runs: number[] }> {
   const first = options.firstRun ?? 1000;
   const datasets = options.datasets ?? ['SiR2', 'Al50b', 'Al100'];
@@ -30,7 +30,8 @@ export async function seedProduction(
       type,
       version: version.v,
       tag: 'test-tag',
-      config: JSON.stringify({}),
+      // Frozen at creation, as `new` does: a frozen config cannot be changed afterwards.
+      config: JSON.stringify(options.config ?? {}),
       max_attempts: options.maxAttempts ?? 3,
       max_running: options.maxRunning ?? null,
       created_by: 'tester',
