@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand, type CommandRunner } from '../../src/grids/command.js';
 import { GridUnavailableError, type Grid, type JobRef, type JobSpec, type JobState } from '../../src/grids/grid.js';
@@ -17,6 +18,9 @@ import { sql } from 'kysely';
 import { createProductionFixture, runCli, startCli, type CliProcess, type ProductionFixture } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { slurmAvailable, startSlurm, type TestSlurm } from '../helpers/slurm.js';
+
+/** Slow and hanging stand-ins for sbatch and squeue (they run the real ones afterwards); see the scripts. */
+const SLOW_BIN = fileURLToPath(new URL('../fixtures/grids/slow-bin', import.meta.url));
 
 // In CI the test must run (and fail loudly if Slurm cannot start), never skip.
 describe.skipIf(!slurmAvailable() && !process.env.CI)('Slurm backend on a real Slurm', () => {
@@ -186,12 +190,15 @@ describe.skipIf(!slurmAvailable() && !process.env.CI)('run-production on a real 
     await slurm?.stop();
   });
 
-  async function setup(firstRun: number): Promise<{ database: TestDatabase; fixture: ProductionFixture; env: NodeJS.ProcessEnv; started: CliProcess[]; done(): Promise<void> }> {
+  async function setup(
+    firstRun: number,
+    { runs = 6, options = {} }: { runs?: number; options?: Record<string, unknown> } = {},
+  ): Promise<{ database: TestDatabase; fixture: ProductionFixture; env: NodeJS.ProcessEnv; started: CliProcess[]; done(): Promise<void> }> {
     const database = await createTestDatabase();
     const fixture = await createProductionFixture({
-      runs: 6,
+      runs,
       firstRun,
-      typeExtra: { job: { backend: 'slurm', script: './job.sh', options: { time: '00:10:00' } } },
+      typeExtra: { job: { backend: 'slurm', script: './job.sh', options: { time: '00:10:00', ...options } } },
     });
     const env = { ...slurm.env, DATABASE_URL: database.url, ...fixture.env };
     expect((await runCli(['datasets', 'import', fixture.catalogue], { env })).code).toBe(0);
@@ -204,7 +211,7 @@ describe.skipIf(!slurmAvailable() && !process.env.CI)('run-production on a real 
       started,
       async done() {
         for (const p of started) if (p.child.exitCode === null) p.child.kill('SIGKILL');
-        spawnSync('scancel', ['--name', 'rp-alcapana-v1-r' + firstRun], { env: slurm.env });
+        for (let i = 0; i < runs; i++) spawnSync('scancel', ['--name', `rp-alcapana-v1-r${firstRun + i}`], { env: slurm.env });
         await database.drop();
         await rm(fixture.dir, { recursive: true, force: true });
       },
@@ -317,5 +324,94 @@ describe.skipIf(!slurmAvailable() && !process.env.CI)('run-production on a real 
     } finally {
       await t.done();
     }
+  });
+
+  describe('slow and hanging Slurm commands (issue 12)', () => {
+    /** The sessions' environment with the slowed commands first on PATH. */
+    const slowed = (env: NodeJS.ProcessEnv, extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({ ...env, ...extra, PATH: `${SLOW_BIN}${delimiter}${env.PATH ?? ''}` });
+
+    it('an sbatch slower than the lease costs no live session its lease, nor a job', async () => {
+      const runs = 8;
+      const t = await setup(160_000, { runs, options: { commandTimeoutSeconds: 20 } });
+      try {
+        const sbatchLog = join(t.fixture.dir, 'sbatch.log');
+        const args = ['run', '--production', 'alcapana', '--plain', '--pause', '1', '--lease', '6', '--nproc', '4', '--nprep', '0', '--until-done'];
+        // The first session's every sbatch takes 8 s, longer than the 6 s lease: a pass submitting
+        // several takes its whole 20 s scheduler budget. The second session's sbatch takes 1 s (a
+        // quicker submit host), so it is soon idle, heartbeating between short passes: a reaper that
+        // would take the first session's runs and jobs if the lease were renewed only between passes.
+        const first = startCli(args, { env: slowed(t.env, { RP_TEST_SBATCH_DELAY: '8', RP_TEST_SBATCH_LOG: sbatchLog }), cwd: t.fixture.dir });
+        t.started.push(first);
+        await first.waitFor(/Claimed run/);
+        const second = startCli(args, { env: slowed(t.env, { RP_TEST_SBATCH_DELAY: '1', RP_TEST_SBATCH_LOG: sbatchLog }), cwd: t.fixture.dir });
+        t.started.push(second);
+        const results = await Promise.all([first.done, second.done]);
+        for (const r of results) expect(r.code, r.stdout + r.stderr).toBe(0);
+        // The slow one said so.
+        expect(results[0]!.stdout).toMatch(/WARNING: sbatch locally has not answered for \d+s \(timeout 20s\)/);
+        for (const r of results) expect(r.stdout).not.toMatch(/Reaped session|Cancelling job|cancelled job|lost its lease/);
+        const reaps = await t.database.handle.db.selectFrom('events').select('id').where('kind', '=', 'reap').execute();
+        expect(reaps).toEqual([]);
+        const rows = await t.database.handle.db.selectFrom('production_runs').select(['run_number', 'status', 'attempts', 'job_id']).orderBy('run_number').execute();
+        expect(rows).toHaveLength(runs);
+        expect(rows.every((r) => r.status === 'finished' && r.attempts === 1)).toBe(true);
+        // Exactly one Slurm job per run was ever submitted (none submitted and then cancelled), and it ran the script once.
+        const submittedJobs = (await readFile(sbatchLog, 'utf8')).trim().split('\n').sort();
+        expect(submittedJobs).toEqual(rows.map((r) => r.job_id!).sort());
+        const executions = (await readFile(t.fixture.executionsLog, 'utf8')).trim().split('\n').sort();
+        expect(executions).toEqual(rows.map((r) => `${r.run_number} 1`).sort());
+        const perRun = await sql<{ run_number: number; submitted: number; finished: number }>`
+          SELECT run_number, count(*) FILTER (WHERE to_status = 'submitted')::int AS submitted, count(*) FILTER (WHERE to_status = 'finished')::int AS finished
+            FROM events WHERE run_number IS NOT NULL GROUP BY 1`.execute(t.database.handle.db);
+        expect(perRun.rows).toHaveLength(runs);
+        expect(perRun.rows.every((r) => r.submitted === 1 && r.finished === 1)).toBe(true);
+        // The slow session kept and submitted the four runs it claimed first.
+        const bySession = await sql<{ pid: number; n: number }>`
+          SELECT s.pid, count(*)::int AS n FROM events e JOIN sessions s ON s.id = e.session_id WHERE e.to_status = 'submitted' GROUP BY 1`.execute(t.database.handle.db);
+        expect(bySession.rows.find((r) => r.pid === first.child.pid)?.n).toBe(4);
+      } finally {
+        await t.done();
+      }
+    });
+
+    it('a squeue that hangs is named within seconds, and Ctrl-C does not wait for it: the jobs are cancelled, the runs new', async () => {
+      const t = await setup(170_000, { runs: 2, options: { commandTimeoutSeconds: 30 } });
+      const hang = join(t.fixture.dir, 'squeue-hangs');
+      try {
+        await writeFile(t.fixture.holdFile, '');
+        // Until the hang file exists squeue answers at once, so the session first gets both jobs running.
+        // --lease 8: the heartbeat, which also looks for hanging commands, beats every 2 s.
+        const session = startCli(['run', '--production', 'alcapana', '--plain', '--pause', '1', '--lease', '8', '--nproc', '2', '--nprep', '0'], {
+          env: slowed(t.env, { RP_TEST_SBATCH_DELAY: '0', RP_TEST_SQUEUE_HANG_FILE: hang, RP_TEST_SQUEUE_DELAY: '120' }),
+          cwd: t.fixture.dir,
+        });
+        t.started.push(session);
+        await until(async () => (await running(t.database)).length === 2, '2 Slurm jobs running');
+        const jobIds = (await running(t.database)).map((r) => r.job_id!);
+        expect(queued(jobIds)).toHaveLength(2);
+
+        await writeFile(hang, '');
+        const hangingSince = Date.now();
+        await session.waitFor(/squeue .*has not answered for \d+s/, 12_000);
+        expect(Date.now() - hangingSince).toBeLessThan(12_000);
+        expect(session.output().stdout).toMatch(/WARNING: squeue locally has not answered for \d+s \(timeout 30s\)/);
+
+        const sent = Date.now();
+        session.child.kill('SIGINT');
+        const result = await session.done;
+        const took = Date.now() - sent;
+        expect(result.code, result.stdout + result.stderr).toBe(130);
+        expect(took, 'the rollback waited for the hanging squeue').toBeLessThan(8_000);
+        for (const id of jobIds) expect(result.stdout).toContain(`Cancelling job ${id}`);
+        // The real squeue, not the hanging one.
+        await until(async () => queued(jobIds).length === 0, 'squeue no longer lists the jobs', 15_000);
+        const rows = await t.database.handle.db.selectFrom('production_runs').select(['status', 'session_id']).execute();
+        expect(rows.every((r) => r.status === 'new' && r.session_id === null)).toBe(true);
+      } finally {
+        await rm(hang, { force: true });
+        await rm(t.fixture.holdFile, { force: true });
+        await t.done();
+      }
+    });
   });
 });
