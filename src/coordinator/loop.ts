@@ -38,7 +38,7 @@ import {
   type Judgement,
 } from './jobs.js';
 import { describeFrozen, getProduction, refreshProductionState, requireIntactConfig, type Production } from './productions.js';
-import { endSession, reapExpiredSessions, removeReturnedFiles, startSession, type ReapOutcome } from './sessions.js';
+import { endSession, reapExpiredSessions, removeReturnedFiles, sessionEnded, startSession, type ReapOutcome } from './sessions.js';
 import type { Snapshot, SnapshotAlert, SnapshotEvent, SnapshotSource } from './snapshot.js';
 import { readSnapshotBase, throughputOf } from './snapshot-queries.js';
 import { measureStaging, type SpaceReading } from './space.js';
@@ -883,7 +883,9 @@ export class OperatorLoop implements SnapshotSource {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.heartbeat?.stop();
-    await endSession(this.db, this.sessionId, this.context.actor, reason);
+    // Reaped (or released) since the last heartbeat: the runs this pass saw done were another
+    // session's doing from then on, and this one must not report success.
+    if (!(await endSession(this.db, this.sessionId, this.context.actor, reason)) && (await sessionEnded(this.db, this.sessionId))) return this.leaveFenced();
     await this.archive?.close();
     this.emit('info', null, `INFO: Session ${this.sessionId.slice(0, 8)} ended: ${reason}`);
     this.finish({ exitCode, reason });
@@ -895,6 +897,10 @@ export class OperatorLoop implements SnapshotSource {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.heartbeat?.stop();
+    await this.leaveFenced();
+  }
+
+  private async leaveFenced(): Promise<void> {
     for (const download of this.downloads.values()) download.controller.abort();
     await Promise.allSettled([...this.downloads.values()].map((d) => d.task));
     for (const run of this.held) {
@@ -903,7 +909,7 @@ export class OperatorLoop implements SnapshotSource {
     this.emit(
       'error',
       null,
-      'ERROR: This session lost its lease (no heartbeat for longer than --lease) and was reaped by another session; ' +
+      'ERROR: This session lost its lease: another session reaped it (no heartbeat for longer than --lease), or an operator released it; ' +
         'its runs were returned to the pool or adopted. Exiting without touching them.',
     );
     this.finish({ exitCode: 1, reason: 'lease lost' });

@@ -73,6 +73,12 @@ export async function endSession(db: Kysely<Database>, sessionId: string, actor:
   return ended !== undefined;
 }
 
+/** Whether the session row was ended (by itself, a reaper or a release). */
+export async function sessionEnded(db: Kysely<Database>, sessionId: string): Promise<boolean> {
+  const row = await db.selectFrom('sessions').select('ended_at').where('id', '=', sessionId).executeTakeFirst();
+  return row?.ended_at !== null && row?.ended_at !== undefined;
+}
+
 export interface HeldRun {
   run: number;
   dataset: string;
