@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { sql, type Kysely } from 'kysely';
 import { ExpectedError } from '../cli/errors.js';
+import { isSafeName, NAME_RULE } from '../config/confine.js';
+import { terminalJson } from '../display/sanitize.js';
 import type { Database } from '../db/schema.js';
 import { parseCsv } from './csv.js';
 import { recordEvent, type Actor } from './transition.js';
@@ -49,7 +51,8 @@ export function parseCatalogue(text: string, file: string): CatalogueRow[] {
     if (seen.has(run)) throw new ExpectedError(`${where}, field run: run ${run} is already on line ${seen.get(run)}.`, 65);
     seen.set(run, line);
     const dataset = get('dataset');
-    if (!/^[\w.-]+$/.test(dataset)) throw new ExpectedError(`${where}, field dataset: expected a dataset name (letters, digits, . - _), got "${dataset}".`, 65);
+    // A dataset name becomes a directory or file name ({dataset} in output templates): one path segment.
+    if (!isSafeName(dataset)) throw new ExpectedError(`${where}, field dataset: expected a dataset name (${NAME_RULE}), got ${terminalJson(dataset)}.`, 65);
     const quality = get('quality');
     if (!/^[\w.-]+$/.test(quality)) throw new ExpectedError(`${where}, field quality: expected a quality flag such as gold or silver, got "${quality}".`, 65);
     const sizeText = get('size_bytes');

@@ -1,5 +1,6 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, readlink, realpath, rm, stat, type FileHandle } from 'node:fs/promises';
+import { resolve, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -12,11 +13,19 @@ import { ArchiveTransientError, ArchiveUnavailableError, MissingInputError, type
  * under a root that is there and not empty is the run's fault (MissingInputError); a root that is
  * gone, or an empty directory (a mount point with nothing mounted), is the archive's
  * (ArchiveUnavailableError), and must not cost any run an attempt.
+ *
+ * Only files under `root` are read: a catalogue row's `source` is written by whoever imported the
+ * catalogue, and a session copies what it names into the shared staging area, so a source such as
+ * `/home/shifter/.netrc` (or a symlink in the archive pointing there) would publish the running
+ * shifter's private file. The real path (symlinks resolved) of the source must be under the real
+ * path of the root, checked before the file is opened and again on the opened file itself; else
+ * the download fails as the run's fault (SourceOutsideArchiveError). Without a root nothing is read.
  */
 export function createFileArchive(options: { parallel?: number; root?: string } = {}): Archive {
   const sizeOf = async (path: string): Promise<number> => {
+    let size: number;
     try {
-      return (await stat(path)).size;
+      size = (await stat(path)).size;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') {
@@ -26,6 +35,8 @@ export function createFileArchive(options: { parallel?: number; root?: string } 
       }
       throw new ArchiveTransientError(`${path}: ${(error as Error).message}`, { cause: error });
     }
+    await requireUnderRoot(path, await realpath(path).catch(() => resolve(path)), options.root);
+    return size;
   };
   return {
     scheme: 'file',
@@ -47,9 +58,21 @@ export function createFileArchive(options: { parallel?: number; root?: string } 
           callback(null, chunk);
         },
       });
+      let source: FileHandle | undefined;
+      let destination: FileHandle | undefined;
       try {
-        await pipeline(createReadStream(path), progress, createWriteStream(request.destination), { signal: request.signal });
+        source = await open(path, 'r');
+        // Checked again on the open file: a symlink swapped in since the check above is caught here.
+        await requireUnderRoot(path, await openedPath(source, path), options.root);
+        destination = await createStagingFile(request.destination);
+        const reader = source.createReadStream();
+        const writer = destination.createWriteStream();
+        source = destination = undefined; // the streams close them
+        await pipeline(reader, progress, writer, { signal: request.signal });
       } catch (error) {
+        await source?.close().catch(() => undefined);
+        await destination?.close().catch(() => undefined);
+        if (error instanceof SourceOutsideArchiveError) throw error;
         await rm(request.destination, { force: true });
         if (request.signal.aborted) throw error;
         // The cause keeps the error code: ENOSPC or EROFS writing the destination is the staging disk's fault.
@@ -60,6 +83,45 @@ export function createFileArchive(options: { parallel?: number; root?: string } 
     },
     async close() {},
   };
+}
+
+/**
+ * A source that is not under the archive root (or a file archive without a root): the run's fault,
+ * counted like a missing input, and the file is never read.
+ */
+export class SourceOutsideArchiveError extends MissingInputError {}
+
+async function requireUnderRoot(path: string, real: string, root: string | undefined): Promise<void> {
+  if (root === undefined) {
+    throw new SourceOutsideArchiveError(`${path} is refused: the production's input.source names no local archive, so no local file is read`);
+  }
+  const realRoot = await realpath(root).catch(() => resolve(root));
+  const inside = realRoot === sep ? real !== sep : real.startsWith(realRoot + sep);
+  if (!inside) {
+    throw new SourceOutsideArchiveError(
+      `${path} is refused: it is ${real === resolve(path) ? '' : `(through a symlink) ${real}, `}outside the archive root ${root}; only files under the root are read`,
+    );
+  }
+}
+
+/** The real path of an open file (Linux: /proc/self/fd), or of its name where /proc is not there. */
+async function openedPath(handle: FileHandle, path: string): Promise<string> {
+  return readlink(`/proc/self/fd/${handle.fd}`).catch(() => realpath(path));
+}
+
+/** Mode of staged inputs and partial downloads: the owner writes, the group (the jobs' account) reads. */
+export const STAGING_FILE_MODE = 0o640;
+
+/**
+ * Creates a file in the shared staging area to write a download to: a new file only
+ * (O_CREAT | O_EXCL), never through a symlink (O_NOFOLLOW), mode 0640. The partial-download name
+ * is unique per run, session and attempt, so anything already at it was not left by this
+ * download but planted (a symlink to a victim file, a file of someone else's): opening fails
+ * with EEXIST instead of writing through it, and the try fails (the caller removes the name,
+ * which unlinks a symlink without following it, and tries again).
+ */
+export async function createStagingFile(destination: string): Promise<FileHandle> {
+  return open(destination, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, STAGING_FILE_MODE);
 }
 
 /** Why the archive root cannot serve files ("does not exist", "is empty"), or null when it can. */

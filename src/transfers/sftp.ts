@@ -12,7 +12,7 @@
  * is not there), ArchiveAuthError (the shifter must fix credentials or
  * known_hosts; never contains a secret) and ArchiveTransientError (retry).
  */
-import { open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, Client, ConnectConfig, SFTPWrapper, Stats } from 'ssh2';
 import SftpClient from 'ssh2-sftp-client';
@@ -28,6 +28,7 @@ import {
   resolveSftpCredentials,
 } from './credentials.js';
 import type { AuthMethod, HostKeyVerdict, SftpCredentials, SftpEnv } from './credentials.js';
+import { createStagingFile } from './file.js';
 import { NetrcError } from './netrc.js';
 
 export interface SftpArchiveOptions {
@@ -596,7 +597,8 @@ async function download(connection: Connection, path: string, request: FetchRequ
     remote = await guard.race(call<Buffer>((done) => sftp.open(path, 'r', done)));
     const handle = remote;
     const size = (await guard.race(call<Stats>((done) => sftp.fstat(handle, done)))).size;
-    local = await open(request.destination, 'w');
+    // A new file only, never through a symlink planted at the partial name, mode 0640 (see file.ts).
+    local = await createStagingFile(request.destination);
     const file = local;
 
     let bytesDone = 0;

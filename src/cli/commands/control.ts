@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { addProductionFlags, type ProductionFlags } from '../../bookkeeping/command-options.js';
 import { closeProduction, pauseProduction, resumeProduction, type ControlOutcome } from '../../bookkeeping/production-control.js';
 import { findProduction } from '../../coordinator/productions.js';
+import { printable } from '../../display/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 
 /** pause / resume / close: a production's switch, shared by every shifter's session. */
@@ -10,7 +11,8 @@ export function registerControl(program: Command): void {
     async (options: ProductionFlags & { reason?: string }, command: Command) => {
       await withContext(command.optsWithGlobals<GlobalOptions>(), async (context) => {
         const outcome = await work(context, options);
-        console.log(outcome.message);
+        // The message quotes the reason, which anyone may have written.
+        console.log(printable(outcome.message));
       });
     };
 

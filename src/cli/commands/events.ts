@@ -4,7 +4,8 @@ import { findSession } from '../../bookkeeping/sessions.js';
 import { findProduction } from '../../coordinator/productions.js';
 import { ExpectedError } from '../errors.js';
 import { withContext, type GlobalOptions } from '../context.js';
-import { duration, positiveInt } from '../parse.js';
+import { printableLine, terminalJson } from '../../display/sanitize.js';
+import { duration, EVENTS_LIMIT_MAX, positiveInt, positiveIntUpTo } from '../parse.js';
 
 const FOLLOW_POLL_MS = 1000;
 /** Rows read per poll while following; a busy production catches up over a few polls instead of one huge read. */
@@ -21,7 +22,7 @@ export function registerEvents(program: Command): void {
     .option('--run <n>', 'only events of this run', positiveInt)
     .option('--session <id>', 'only events written by this session (id or 8+ character prefix)')
     .option('--since <duration>', 'only events of the last 30m, 2h, 1d ...', duration)
-    .option('--limit <n>', 'at most this many (the newest)', positiveInt, 200)
+    .option('--limit <n>', `at most this many (the newest; up to ${EVENTS_LIMIT_MAX})`, positiveIntUpTo(EVENTS_LIMIT_MAX), 200)
     .option('--follow', 'keep printing new events (every second) until Ctrl-C')
     .option('--json', 'one JSON object per line')
     .action(
@@ -38,8 +39,10 @@ export function registerEvents(program: Command): void {
             sessionId: options.session ? (await findSession(db, options.session)).id : undefined,
             sinceSeconds: options.since,
           };
+          // Messages carry what others wrote (job stderr, pause reasons, tags): one printable line per
+          // event; JSON escapes what a terminal would obey (src/display/sanitize.ts) and parses the same.
           const print = (rows: EventRow[]) => {
-            for (const row of rows) console.log(options.json ? JSON.stringify(eventJson(row)) : formatEventLine(row));
+            for (const row of rows) console.log(options.json ? terminalJson(eventJson(row)) : printableLine(formatEventLine(row)));
           };
           const first = await readEvents(db, filter, options.limit);
           print(first);

@@ -3,18 +3,21 @@ import { addProductionFlags, type ProductionFlags } from '../../bookkeeping/comm
 import { setMaxRunning } from '../../bookkeeping/production-control.js';
 import { findProduction } from '../../coordinator/productions.js';
 import { withContext, type GlobalOptions } from '../context.js';
-import { positiveInt } from '../parse.js';
+import { printable } from '../../display/sanitize.js';
+import { FLAG_MAXIMA, positiveIntUpTo } from '../parse.js';
 
 /**
  * "none" lifts the cap; anything else must be a positive whole number. The parser returns the
  * word rather than null because commander replaces a parsed null with ''.
  */
+const MAX_RUNNING = FLAG_MAXIMA['--max-running']!;
+
 function maxRunningValue(value: string): number | 'none' {
   if (value.trim().toLowerCase() === 'none') return 'none';
   try {
-    return positiveInt(value);
+    return positiveIntUpTo(MAX_RUNNING)(value);
   } catch {
-    throw new InvalidArgumentError('expected a positive whole number, or none to lift the cap.');
+    throw new InvalidArgumentError(`expected a positive whole number up to ${MAX_RUNNING}, or none to lift the cap.`);
   }
 }
 
@@ -24,7 +27,7 @@ export function registerLimits(program: Command): void {
     .action(async (options: ProductionFlags & { maxRunning: number | 'none' }, command: Command) => {
       await withContext(command.optsWithGlobals<GlobalOptions>(), async (context) => {
         const production = await findProduction(context.handle.db, options.production, options.version);
-        console.log((await setMaxRunning(context.handle.db, production, options.maxRunning === 'none' ? null : options.maxRunning, context.actor)).message);
+        console.log(printable((await setMaxRunning(context.handle.db, production, options.maxRunning === 'none' ? null : options.maxRunning, context.actor)).message));
       });
     });
 }

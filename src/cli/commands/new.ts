@@ -2,7 +2,10 @@ import type { Command } from 'commander';
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { sql } from 'kysely';
 import { typeFromConfig } from '../../config/config.js';
+import { checkConfined, isSafeName, NAME_RULE, type SampleRun } from '../../config/confine.js';
+import { terminalJson } from '../../display/sanitize.js';
 import { createProduction, type Production } from '../../coordinator/productions.js';
 import { requireConfig, withContext, type Context, type GlobalOptions } from '../context.js';
 import { ExpectedError } from '../errors.js';
@@ -20,9 +23,15 @@ export interface NewOptions {
 
 /** Shared by `new` and `run --new`: validates the config, freezes the type, creates the next version. */
 export async function startNewProduction(context: Context, globals: GlobalOptions, options: NewOptions): Promise<Production> {
+  // The tag and the dataset names become parts of paths ({tag}, {dataset}): names, never paths.
+  if (!isSafeName(options.tag)) throw new ExpectedError(`--tag ${terminalJson(options.tag)}: a software tag is ${NAME_RULE}. Nothing was created.`, 65);
+  for (const dataset of options.datasets ?? []) {
+    if (!isSafeName(dataset)) throw new ExpectedError(`--datasets ${terminalJson(dataset)}: a dataset name is ${NAME_RULE}. Nothing was created.`, 65);
+  }
   const config = await requireConfig(globals);
   const type = typeFromConfig(config, options.production);
   await requireRunnableScript(config.file, `types.${type.type}.job.script`, type.job.script);
+  checkConfined(type, { type: type.type, version: 1, tag: options.tag, user: context.user }, await sampleRuns(context, options));
   let modules: string | null = null;
   if (options.modules) {
     try {
@@ -44,6 +53,22 @@ export async function startNewProduction(context: Context, globals: GlobalOption
   console.log(`INFO: Starting new production, version ${production.version}`);
   console.log(`INFO: ${production.type} v${production.version} (tag ${production.tag}) has ${runs} runs`);
   return production;
+}
+
+/**
+ * One run of each dataset the production will hold (the first by number), with its catalogue
+ * source: what checkConfined fills the templates for. For a child production the catalogue's runs
+ * stand for the parent's, of which they are a superset.
+ */
+async function sampleRuns(context: Context, options: NewOptions): Promise<SampleRun[]> {
+  const datasets = options.datasets?.length ? options.datasets : null;
+  const quality = options.quality ?? null;
+  const rows = await sql<{ run_number: number; dataset: string; source: string | null }>`
+    SELECT DISTINCT ON (dataset) run_number, dataset, source FROM runs
+     WHERE (${datasets}::text[] IS NULL OR dataset = ANY(${datasets}::text[]))
+       AND (${quality}::text IS NULL OR quality = ${quality}::text)
+     ORDER BY dataset, run_number`.execute(context.handle.db);
+  return rows.rows.map((r) => ({ run: r.run_number, dataset: r.dataset, source: r.source }));
 }
 
 /**

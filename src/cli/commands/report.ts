@@ -3,6 +3,7 @@ import { buildReport } from '../../bookkeeping/report.js';
 import { renderReport } from '../../bookkeeping/report-render.js';
 import { addProductionFlags, outputStyle, type ProductionFlags } from '../../bookkeeping/command-options.js';
 import { findProduction } from '../../coordinator/productions.js';
+import { printable, terminalJson } from '../../display/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 
 export function registerReport(program: Command): void {
@@ -18,7 +19,8 @@ export function registerReport(program: Command): void {
       await withContext(command.optsWithGlobals<GlobalOptions>(), async (context) => {
         const production = await findProduction(context.handle.db, options.production, options.version);
         const report = await buildReport(context.handle.db, production);
-        process.stdout.write(style === 'json' ? JSON.stringify(report) + '\n' : renderReport(report, style));
+        // Tags, reasons, hosts and errors in it were written by others: printable (tables: src/cli/table.ts).
+        process.stdout.write(style === 'json' ? terminalJson(report) + '\n' : printable(renderReport(report, style)));
       });
     });
 }

@@ -2,14 +2,15 @@ import type { Command } from 'commander';
 import { addProductionFlags, type ProductionFlags } from '../../bookkeeping/command-options.js';
 import { retryFailedRuns } from '../../bookkeeping/retry.js';
 import { findProduction } from '../../coordinator/productions.js';
+import { printableLine, terminalJson } from '../../display/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
-import { nonNegativeInt, positiveInt, runList } from '../parse.js';
+import { datasetName, nonNegativeInt, positiveInt, runList } from '../parse.js';
 
 export function registerRetry(program: Command): void {
   addProductionFlags(program.command('retry').description('return failed runs to new (attempts reset, or --max-attempts raised)'))
     .option('--runs <list>', 'only these runs (2091,2092 or 2091-2100)', runList)
     .option('--exit-code <n>', 'only runs whose last job exited with this code', nonNegativeInt)
-    .option('--dataset <set>', 'only runs of this dataset')
+    .option('--dataset <set>', 'only runs of this dataset', datasetName)
     .option('--max-attempts <n>', "raise the production's max attempts to N instead of resetting the runs' attempt counts", positiveInt)
     .option('--json', 'print JSON')
     .action(
@@ -27,10 +28,10 @@ export function registerRetry(program: Command): void {
             options.maxAttempts,
           );
           if (options.json) {
-            console.log(JSON.stringify(outcome));
+            console.log(terminalJson(outcome));
             return;
           }
-          for (const s of outcome.skipped) console.error(`run-production: run ${s.run} is ${s.status ?? 'not selected'}, not failed; not retried.`);
+          for (const s of outcome.skipped) console.error(printableLine(`run-production: run ${s.run} is ${s.status ?? 'not selected'}, not failed; not retried.`));
           if (outcome.retried.length === 0) {
             console.log(`No failed runs of ${production.type} v${production.version} match; nothing retried.`);
             return;

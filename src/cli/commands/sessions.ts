@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { findProduction, getProduction } from '../../coordinator/productions.js';
 import { reapExpiredSessions, removeReturnedFiles } from '../../coordinator/sessions.js';
 import { adoptionDeciderFor } from '../../coordinator/adoption.js';
+import { printableLine, terminalJson } from '../../display/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 import { textTable } from '../table.js';
 
@@ -26,16 +27,16 @@ export function registerSessions(program: Command): void {
           if (outcomes.length === 0) console.log('No expired sessions.');
           for (const o of outcomes) {
             await removeReturnedFiles(o, async (id) => (await getProduction(db, id)).config.stagingDir);
-            console.log(
+            console.log(printableLine(
               `${o.session.endReason === null ? 'Reaped' : 'Recovered the runs of ended'} session ${o.session.id.slice(0, 8)} (${o.session.user}@${o.session.host}, heartbeat ${o.session.heartbeatAgeSeconds}s ago): ` +
                 `returned runs [${o.returned.join(', ')}]${o.adopted.length ? `, adopted [${o.adopted.join(', ')}]` : ''}`,
-            );
+            ));
             if (o.kept.length) {
-              console.error(
+              console.error(printableLine(
                 `run-production: WARNING: runs [${o.kept.join(', ')}] stay held by session ${o.session.id.slice(0, 8)}: their jobs started on ` +
                   `${o.session.host}, which this host cannot reach, and recorded no exit yet. Their releases were revoked, so they stop within ` +
                   'seconds if that host sees this filesystem; a session of the production adopts them (or run this again once they stopped).',
-              );
+              ));
             }
           }
           return;
@@ -75,7 +76,7 @@ export function registerSessions(program: Command): void {
           runsHeld: r.runs_held,
         }));
         if (options.json) {
-          console.log(JSON.stringify(list));
+          console.log(terminalJson(list));
           return;
         }
         if (list.length === 0) {

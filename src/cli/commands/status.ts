@@ -4,6 +4,7 @@ import { findProduction, listProductions } from '../../coordinator/productions.j
 import { RUN_STATUSES, STATUS_LETTERS } from '../../coordinator/statuses.js';
 import { readParentWait, readThroughput } from '../../bookkeeping/throughput.js';
 import { formatEta } from '../../display/format.js';
+import { printableLine, terminalJson } from '../../display/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 import { positiveInt } from '../parse.js';
 import { textTable } from '../table.js';
@@ -25,7 +26,7 @@ export function registerStatus(program: Command): void {
         ]);
         if (options.json) {
           console.log(
-            JSON.stringify({
+            terminalJson({
               production: { type: production.type, version: production.version, tag: production.tag, status: production.status },
               total: counts.total,
               counts: counts.counts,
@@ -37,7 +38,9 @@ export function registerStatus(program: Command): void {
           return;
         }
         console.log(
-          `${production.type} v${production.version} (tag ${production.tag}) ${production.status}${production.statusReason ? `: ${production.statusReason}` : ''} — ${counts.total} runs`,
+          printableLine(
+            `${production.type} v${production.version} (tag ${production.tag}) ${production.status}${production.statusReason ? `: ${production.statusReason}` : ''} — ${counts.total} runs`,
+          ),
         );
         const header = ['dataset', ...RUN_STATUSES.map((s) => `${STATUS_LETTERS[s]} ${s}`), 'total'];
         const rows = Object.entries(counts.datasets).map(([dataset, c]) => [dataset, ...RUN_STATUSES.map((s) => c[s]), RUN_STATUSES.reduce((a, s) => a + c[s], 0)]);
@@ -70,7 +73,7 @@ export function registerProductions(program: Command): void {
         const withCounts = await Promise.all(list.map(async (p) => ({ p, c: await readCounts(context.handle.db, p.id) })));
         if (options.json) {
           console.log(
-            JSON.stringify(
+            terminalJson(
               withCounts.map(({ p, c }) => ({
                 id: p.id,
                 type: p.type,

@@ -3,6 +3,7 @@ import { addProductionFlags, type ProductionFlags } from '../../bookkeeping/comm
 import { checkFinishedRuns, returnDamagedRuns } from '../../bookkeeping/validate.js';
 import { findProduction } from '../../coordinator/productions.js';
 import { EXIT } from '../errors.js';
+import { printableLine, terminalJson } from '../../display/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 
 export function registerValidate(program: Command): void {
@@ -16,10 +17,10 @@ export function registerValidate(program: Command): void {
         const fixed = options.fix ? await returnDamagedRuns(context.handle.db, production, report.mismatches, context.actor) : [];
         const unfixed = report.mismatches.filter((m) => !fixed.includes(m.run));
         if (options.json) {
-          console.log(JSON.stringify({ checked: report.checked, mismatches: report.mismatches, fixed }));
+          console.log(terminalJson({ checked: report.checked, mismatches: report.mismatches, fixed }));
         } else {
           for (const m of report.mismatches) {
-            console.log(`run ${m.run} (${m.dataset}): ${m.problems.join('; ')}${fixed.includes(m.run) ? ' -> returned to new' : ''}`);
+            console.log(printableLine(`run ${m.run} (${m.dataset}): ${m.problems.join('; ')}${fixed.includes(m.run) ? ' -> returned to new' : ''}`));
           }
           console.log(
             `Checked ${report.checked} finished run(s) of ${production.type} v${production.version}: ${report.mismatches.length} mismatch(es)` +

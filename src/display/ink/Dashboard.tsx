@@ -9,6 +9,7 @@ import { Limits, limitsLines } from './Limits.js';
 import { Progress, progressLines } from './Progress.js';
 import { RunTable, runTableWanted } from './RunTable.js';
 import { Sessions, sessionsWanted } from './Sessions.js';
+import { printableSnapshot } from './safe-snapshot.js';
 import { ColorContext, colorAllowed } from './theme.js';
 
 /** From this width the run table gets its own column beside sessions and events. */
@@ -156,7 +157,10 @@ export function planDashboard(snapshot: Snapshot, columns: number, rows: number,
  * size. Narrow terminals get one column; from WIDE_COLUMNS the run table (or
  * the abort report) sits on the left and sessions and events on the right.
  */
-export function Dashboard({ snapshot, columns, rows, now = snapshot.at, keysEnabled = snapshot.keysEnabled, color }: DashboardProps) {
+export function Dashboard({ snapshot: raw, columns, rows, now = raw.at, keysEnabled = raw.keysEnabled, color }: DashboardProps) {
+  // Texts from others (job stderr, pause reasons, tags, host names) lose their control sequences
+  // before the layout measures them: see src/display/sanitize.ts.
+  const snapshot = printableSnapshot(raw);
   const l = planDashboard(snapshot, columns, rows, now);
   const main =
     snapshot.abort !== null ? (

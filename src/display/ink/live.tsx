@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { render, useInput, useStdin, useStdout } from 'ink';
 import type { OperatorControls, Snapshot, SnapshotSource } from '../../coordinator/snapshot.js';
+import { printable } from '../sanitize.js';
 import { Dashboard } from './Dashboard.js';
 import { colorAllowed } from './theme.js';
 
@@ -145,7 +146,9 @@ export function startLiveDisplay(
         instance.unmount();
         await exited;
         if (finalText !== undefined && finalText !== '') {
-          stdout.write(finalText.endsWith('\n') ? finalText : `${finalText}\n`);
+          // The summary quotes event texts and the tag: no control sequence from them reaches the terminal.
+          const text = printable(finalText);
+          stdout.write(text.endsWith('\n') ? text : `${text}\n`);
         }
       })();
       return stopping;

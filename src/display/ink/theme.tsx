@@ -2,6 +2,7 @@ import { createContext, useContext } from 'react';
 import { Box, Text } from 'ink';
 import type { RunStatus } from '../../coordinator/statuses.js';
 import type { SnapshotEvent } from '../../coordinator/snapshot.js';
+import { printableLine } from '../sanitize.js';
 
 /**
  * The colours the display uses. Colour only ever repeats what the text already
@@ -78,6 +79,9 @@ function mergeSegs(segs: SegLine, color: boolean): Seg[] {
 /**
  * One terminal row. `truncate-end` is what keeps the frame height equal to the
  * number of lines the layout counted: Ink never wraps a line onto a second row.
+ * Every text is made printable here as well (the Dashboard already did so for the
+ * snapshot, so this only matters for a section drawn on its own): no control
+ * sequence reaches the terminal through the display.
  */
 export function Line({ segs }: { segs: SegLine }) {
   const color = useContext(ColorContext);
@@ -88,7 +92,7 @@ export function Line({ segs }: { segs: SegLine }) {
         ? ' '
         : merged.map((s, i) => (
             <Text key={i} color={s.tone} bold={s.bold ?? false} dimColor={s.dim ?? false} inverse={s.inverse ?? false}>
-              {s.text}
+              {printableLine(s.text)}
             </Text>
           ))}
     </Text>
