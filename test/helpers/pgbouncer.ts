@@ -13,10 +13,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import pg from 'pg';
+import { freeLocalPort } from '../../src/db/embedded.js';
 
 const CANDIDATES = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer', '/usr/local/sbin/pgbouncer'];
 
@@ -76,7 +76,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
 
     const logLines: string[] = [];
     for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
+      const port = await freeLocalPort();
       const config = join(root, 'pgbouncer.ini');
       writeFileSync(config, renderConfig({ server, port, userlist, user, poolSize, maxClientConn: options.maxClientConn ?? 1000 }), { mode: 0o600 });
       if (runAs) chownSync(config, runAs.uid, runAs.gid);
@@ -112,7 +112,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
         };
       }
       if (daemon.exitCode === null) daemon.kill('SIGKILL');
-      // The port may have been taken between freePort() and PgBouncer's bind: try another.
+      // The port may have been taken between freeLocalPort() and PgBouncer's bind: try another.
       if (attempt >= 3) throw new Error(`PgBouncer did not start:\n${logLines.slice(-30).join('\n')}`);
     }
   } catch (error) {
@@ -192,17 +192,6 @@ async function answers(url: string, timeoutMs: number): Promise<boolean> {
   return false;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function terminate(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;

@@ -12,9 +12,10 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { freeLocalPort } from '../../src/db/embedded.js';
 
 const SSHD = '/usr/sbin/sshd';
 const SSH_KEYGEN = ['/usr/bin/ssh-keygen', '/bin/ssh-keygen'].find((path) => existsSync(path)) ?? 'ssh-keygen';
@@ -65,7 +66,7 @@ export async function startSshd(): Promise<SshdServer> {
 
     const logLines: string[] = [];
     for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
+      const port = await freeLocalPort();
       const config = writeConfig(root, port, hostKey, authorizedKeys);
       daemon = spawn(SSHD, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
       daemon.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -108,7 +109,7 @@ export async function startSshd(): Promise<SshdServer> {
         };
       }
       daemon.kill('SIGKILL');
-      // The port may have been taken between freePort() and sshd's bind: try another.
+      // The port may have been taken between freeLocalPort() and sshd's bind: try another.
       if (attempt >= 3) throw new Error(`sshd did not start:\n${logLines.slice(-20).join('\n')}`);
     }
   } catch (error) {
@@ -187,17 +188,6 @@ function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Ready means the daemon greets: "SSH-2.0-OpenSSH_…". */
 async function waitForBanner(port: number, timeoutMs: number): Promise<boolean> {
