@@ -5,11 +5,12 @@ import { OperatorLoop, type AbortReason, type LoopOptions } from '../../coordina
 import { findProduction, type Production } from '../../coordinator/productions.js';
 import { DEFAULT_LEASE_SECONDS } from '../../coordinator/sessions.js';
 import { attachPlainLog } from '../../display/plain.js';
+import { printableLine } from '../../display/sanitize.js';
 import { outputPaths, stagedInputPath, templateValues } from '../../outputs/paths.js';
 import { sourceUrl } from '../../transfers/index.js';
 import { openContext, type Context, type GlobalOptions } from '../context.js';
 import { ExpectedError } from '../errors.js';
-import { commaList, nonNegativeInt, percent, positiveInt } from '../parse.js';
+import { commaList, FLAG_MAXIMA, nonNegativeInt, percent, positiveInt } from '../parse.js';
 import { startNewProduction } from './new.js';
 
 export interface RunOptions {
@@ -71,7 +72,10 @@ export function registerRun(program: Command): void {
 function loopOptions(options: RunOptions): LoopOptions {
   const leaseText = process.env.RUN_PRODUCTION_LEASE;
   const lease = options.lease ?? (leaseText ? Number(leaseText) : DEFAULT_LEASE_SECONDS);
-  if (!Number.isInteger(lease) || lease <= 0) throw new ExpectedError(`RUN_PRODUCTION_LEASE=${leaseText} is not a positive number of seconds.`, 64);
+  const maxLease = FLAG_MAXIMA['--lease']!;
+  if (!Number.isInteger(lease) || lease <= 0 || lease > maxLease) {
+    throw new ExpectedError(`RUN_PRODUCTION_LEASE=${leaseText}: expected a positive whole number of seconds up to ${maxLease}.`, 64);
+  }
   if (options.untilDone && options.untilIdle) throw new ExpectedError('--until-done and --until-idle: give one of them.', 64);
   if (options.orphans !== 'adopt' && options.orphans !== 'cancel') {
     throw new ExpectedError(`--orphans ${options.orphans}: expected adopt or cancel.`, 64);
@@ -216,6 +220,8 @@ function finalSummary(loop: OperatorLoop, reason: string): string {
 /** What the loop would do now, without a session and without changing anything. */
 async function dryRun(context: Context, production: Production, settings: LoopOptions): Promise<number> {
   const config = production.config;
+  // Tags, reasons, sources and dataset-derived paths are others' text: shown only as printable text.
+  const say = (line: string) => console.log(printableLine(line));
   const want = Math.min(settings.nproc + settings.nprep, settings.limit ?? Infinity);
   const datasets = settings.datasets.length ? settings.datasets : null;
   const candidates = await sql<{ run_number: number; dataset: string; attempts: number; source: string | null; size_bytes: number | null }>`
@@ -228,22 +234,22 @@ async function dryRun(context: Context, production: Production, settings: LoopOp
               WHERE p.production_id = ${production.parentId}::int AND p.run_number = pr.run_number AND p.status = 'finished'))
      ORDER BY pr.run_number LIMIT ${want}`.execute(context.handle.db);
   const runs = candidates.rows;
-  console.log(`DRY RUN: ${production.type} v${production.version} (tag ${production.tag}), ${production.status}; nothing will be changed.`);
-  if (production.status !== 'active') console.log(`Nothing would be claimed: the production is ${production.status} (${production.statusReason ?? 'no reason given'}).`);
-  console.log(`Would claim ${runs.length} run(s): [${runs.map((r) => r.run_number).join(', ')}]`);
+  say(`DRY RUN: ${production.type} v${production.version} (tag ${production.tag}), ${production.status}; nothing will be changed.`);
+  if (production.status !== 'active') say(`Nothing would be claimed: the production is ${production.status} (${production.statusReason ?? 'no reason given'}).`);
+  say(`Would claim ${runs.length} run(s): [${runs.map((r) => r.run_number).join(', ')}]`);
   for (const run of runs) {
     const id = { type: production.type, version: production.version, tag: production.tag, run: run.run_number, dataset: run.dataset, user: context.user };
     if (config.input.kind === 'archive') {
       const url = sourceUrl(run.source ?? fillTemplate(config.input.source, templateValues(config, id)));
-      console.log(`Would download run ${run.run_number}: ${url.href} → ${stagedInputPath(config, id, url.pathname)}${run.size_bytes !== null ? ` (${run.size_bytes} bytes)` : ''}`);
+      say(`Would download run ${run.run_number}: ${url.href} → ${stagedInputPath(config, id, url.pathname)}${run.size_bytes !== null ? ` (${run.size_bytes} bytes)` : ''}`);
     } else {
-      console.log(`Would use run ${run.run_number}'s parent ${config.input.output} output in place`);
+      say(`Would use run ${run.run_number}'s parent ${config.input.output} output in place`);
     }
   }
   for (const run of runs.slice(0, settings.nproc)) {
     const id = { type: production.type, version: production.version, tag: production.tag, run: run.run_number, dataset: run.dataset, user: context.user };
     const outputs = outputPaths(config, id);
-    console.log(
+    say(
       `Would submit run ${run.run_number} to ${config.job.backend}: ${config.job.script} (attempt ${run.attempts + 1}) → ` +
         Object.entries(outputs).map(([name, path]) => `${name}=${path}`).join(' '),
     );
