@@ -1,0 +1,147 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { openDatabase } from '../../src/db/connection.js';
+import { ensureEmbeddedServer, freeLocalPort, stopEmbeddedServer } from '../../src/db/embedded.js';
+import { migrate } from '../../src/db/migrate.js';
+import { createScratchDatabase } from '../../src/db/scratch.js';
+import type { TestDatabase } from './database.js';
+
+/**
+ * A PostgreSQL server of a test's own, for tests that stop and restart the database under running
+ * sessions: the test run's shared server (test/setup/global-database.ts) serves every other test
+ * file and must never be stopped. It is an embedded server (src/db/embedded.ts) in a temporary
+ * RUN_PRODUCTION_HOME on a free port, started with ensureEmbeddedServer and stopped with
+ * stopEmbeddedServer, which is a fast shutdown: connected sessions lose their connections at once,
+ * as when a DBA restarts the server or it crashes.
+ */
+export interface PrivateServer {
+  /** The environment that names this server to ensureEmbeddedServer / stopEmbeddedServer. */
+  env: NodeJS.ProcessEnv;
+  /** Its port on 127.0.0.1. */
+  port: number;
+  /** A fresh, migrated database on this server, with a handle for the test's own queries. */
+  createDatabase(): Promise<TestDatabase>;
+  /** Stops the server; resolves once it no longer accepts connections. */
+  stop(): Promise<void>;
+  /** Starts it again (same data, same port). */
+  start(): Promise<void>;
+  /** Stops it (if running) and deletes its files. */
+  destroy(): Promise<void>;
+}
+
+async function answers(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export async function startPrivateServer(): Promise<PrivateServer> {
+  const home = await mkdtemp(join(tmpdir(), 'rp-private-pg-'));
+  const env = { ...process.env, RUN_PRODUCTION_HOME: home, RUN_PRODUCTION_PGPORT: String(await freeLocalPort()) };
+  const url = await ensureEmbeddedServer(env);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const adminUrl = admin.toString();
+  return {
+    env,
+    port: Number(env.RUN_PRODUCTION_PGPORT),
+    async createDatabase() {
+      const scratch = await createScratchDatabase(adminUrl, 'rp_outage');
+      // Errors of idle connections while the server is down are expected: the pool drops them.
+      const handle = openDatabase(scratch.url, { applicationName: 'run-production-test', max: 10, onIdleError: () => undefined });
+      await migrate(handle.pool);
+      return {
+        url: scratch.url,
+        handle,
+        async drop() {
+          await handle.close();
+          await scratch.drop();
+        },
+      };
+    },
+    async stop() {
+      if (!(await stopEmbeddedServer(env))) throw new Error(`pg_ctl stop failed for the private server in ${home}`);
+      if (await answers(adminUrl)) throw new Error(`the private server in ${home} still answers after pg_ctl stop`);
+    },
+    async start() {
+      await ensureEmbeddedServer(env);
+    },
+    async destroy() {
+      await stopEmbeddedServer(env);
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A TCP relay to a server on 127.0.0.1, for a session whose network comes back later than the
+ * database: `cut` drops every relayed connection and refuses new ones (ECONNREFUSED), `restore`
+ * accepts them again on the same port.
+ */
+export interface Relay {
+  port: number;
+  /** The same database URL, through the relay. */
+  urlFor(databaseUrl: string): string;
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+}
+
+export async function startRelay(targetPort: number): Promise<Relay> {
+  const port = await freeLocalPort();
+  const sockets = new Set<Socket>();
+  let server: Server | null = null;
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      const relay = createServer((client) => {
+        const upstream = connect(targetPort, '127.0.0.1');
+        const drop = () => {
+          client.destroy();
+          upstream.destroy();
+          sockets.delete(client);
+          sockets.delete(upstream);
+        };
+        for (const socket of [client, upstream]) {
+          sockets.add(socket);
+          socket.on('error', drop);
+          socket.on('close', drop);
+        }
+        client.pipe(upstream);
+        upstream.pipe(client);
+      });
+      relay.once('error', reject);
+      relay.listen(port, '127.0.0.1', () => {
+        server = relay;
+        resolve();
+      });
+    });
+  await listen();
+  return {
+    port,
+    urlFor(databaseUrl) {
+      const url = new URL(databaseUrl);
+      url.port = String(port);
+      return url.toString();
+    },
+    async cut() {
+      const relay = server;
+      server = null;
+      for (const socket of [...sockets]) socket.destroy();
+      sockets.clear();
+      if (relay) await new Promise<void>((resolve) => relay.close(() => resolve()));
+    },
+    async restore() {
+      if (!server) await listen();
+    },
+  };
+}
