@@ -1,7 +1,10 @@
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
+import { resolve } from 'node:path';
+import dotenv from 'dotenv';
 import { configPath, loadConfig, type LoadedConfig } from '../config/config.js';
-import { describeUrl, openDatabase, type DatabaseHandle } from '../db/connection.js';
+import { connectionStringProblem, describeUrl, hasPassword, openDatabase, type DatabaseHandle } from '../db/connection.js';
+import { registerDotenvNames } from '../grids/batch-script.js';
 import { ensureEmbeddedServer } from '../db/embedded.js';
 import { migrate } from '../db/migrate.js';
 import type { Actor } from '../coordinator/transition.js';
@@ -44,26 +47,75 @@ export async function requireConfig(options: GlobalOptions): Promise<LoadedConfi
 }
 
 /**
+ * Loads `.env` of the current directory into process.env (variables already set win), the way
+ * dotenv does, but refuses a file that group or others can read or write, as a loose ~/.netrc
+ * is refused: it holds DATABASE_URL and RUN_PRODUCTION_SFTP_PASSWORD in clear text. The names
+ * it defines are registered as secrets: no job gets them (src/grids/batch-script.ts). Returns
+ * the names; none when there is no .env.
+ */
+export function loadDotenv(path = resolve('.env')): string[] {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return [];
+    throw new ExpectedError(`cannot read ${path}: ${code === 'EACCES' ? 'permission denied (is it another user\'s?)' : (error as Error).message}`, 1);
+  }
+  try {
+    // Mode and content of the same open file: nothing can change it between the check and the read.
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw new ExpectedError(`cannot read ${path}: not a regular file`, 1);
+    if ((stat.mode & 0o077) !== 0) {
+      const shown = (stat.mode & 0o777).toString(8).padStart(4, '0');
+      throw new ExpectedError(
+        `refusing to use ${path}: it holds secrets (DATABASE_URL, RUN_PRODUCTION_SFTP_PASSWORD) but group or others have access ` +
+          `(mode ${shown}); protect it with: chmod 600 ${path}`,
+        1,
+      );
+    }
+    const parsed = dotenv.parse(readFileSync(fd));
+    for (const [name, value] of Object.entries(parsed)) if (!Object.hasOwn(process.env, name)) process.env[name] = value;
+    const names = Object.keys(parsed);
+    registerDotenvNames(names);
+    return names;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The refusal of a password on the command line (--database). */
+const ARGV_PASSWORD =
+  '--database: refusing a password on the command line, where every user of this host can read it (ps, /proc). ' +
+  'Give --database postgres://USER@HOST:PORT/DATABASE with the password in ~/.pgpass (chmod 600) or PGPASSWORD, ' +
+  'or put the whole URL in DATABASE_URL in .env (chmod 600).';
+
+/**
  * Which database: --database > DATABASE_URL (environment, or .env) > the config
- * file's "database" > the embedded server, started on first use.
+ * file's "database" > the embedded server, started on first use. A connection string
+ * the driver cannot use (key=value, not a postgres:// URL) is refused naming its
+ * setting, never showing it; so is --database with a password.
  */
 export async function resolveDatabaseUrl(options: GlobalOptions): Promise<{ url: string; embedded: boolean }> {
-  if (options.database) return { url: options.database, embedded: false };
-  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, embedded: false };
+  if (options.database) {
+    if (hasPassword(options.database)) throw new ExpectedError(connectionStringProblem(options.database, '--database') ?? ARGV_PASSWORD, 64);
+    return { url: checked(options.database, '--database'), embedded: false };
+  }
+  if (process.env.DATABASE_URL) return { url: checked(process.env.DATABASE_URL, 'DATABASE_URL'), embedded: false };
   const config = await optionalConfig(options).catch(() => null);
-  if (config?.database) return { url: config.database, embedded: false };
+  if (config?.database) return { url: checked(config.database, `${config.file}: "database"`), embedded: false };
   return { url: await ensureEmbeddedServer(), embedded: true };
 }
 
+function checked(url: string, where: string): string {
+  const problem = connectionStringProblem(url, where);
+  if (problem !== null) throw new ExpectedError(problem, 64);
+  return url;
+}
+
 function reachError(url: string, error: unknown): ExpectedError {
-  let where: string;
-  try {
-    where = describeUrl(url).label;
-  } catch {
-    return new ExpectedError('The database URL is not a valid URL; expected postgres://USER:PASSWORD@HOST:PORT/DATABASE.', 64);
-  }
+  const { host, port, label: where } = describeUrl(url);
   const e = error as { code?: string; message?: string };
-  const { host, port } = describeUrl(url);
   const reason =
     e.code === 'ECONNREFUSED'
       ? 'connection refused'

@@ -1,5 +1,4 @@
 import { Command, CommanderError } from 'commander';
-import dotenv from 'dotenv';
 import { registerDatasets } from './commands/datasets.js';
 import { registerDb } from './commands/db.js';
 import { registerNew } from './commands/new.js';
@@ -14,11 +13,9 @@ import { registerRelease } from './commands/release.js';
 import { registerControl } from './commands/control.js';
 import { registerEvents } from './commands/events.js';
 import { registerLimits } from './commands/limits.js';
+import { loadDotenv } from './context.js';
 import { EXIT, ExpectedError } from './errors.js';
 import { asRefusal, noteInvocation } from './roles.js';
-
-// .env in the current directory; variables already in the environment win.
-dotenv.config({ quiet: true });
 
 function buildProgram(): Command {
   const program = new Command('run-production')
@@ -59,6 +56,14 @@ function commandPath(command: Command): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  try {
+    // .env in the current directory (variables already in the environment win); refused when others can read it.
+    loadDotenv();
+  } catch (error) {
+    if (!(error instanceof ExpectedError)) throw error;
+    console.error(`run-production: ${error.message}`);
+    return error.exitCode;
+  }
   const program = buildProgram();
   program.hook('preAction', (_program, action) => noteInvocation(action));
   try {

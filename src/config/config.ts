@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ExpectedError } from '../cli/errors.js';
-import { checkJobOptions } from '../grids/index.js';
+import { checkJobEnvironment, checkJobOptions } from '../grids/index.js';
 import { jsonErrorLocation } from './json-position.js';
 import { parseSize } from './size.js';
 import { checkTemplate, fillSome, TemplateError } from './templates.js';
@@ -55,7 +55,11 @@ export interface FrozenType {
   stagingDir: string;
   input: InputConfig;
   archive: ArchiveOptions;
-  job: { backend: Backend; script: string; options: Record<string, unknown> };
+  /**
+   * environment: names of variables jobs get from the coordinator's environment besides the base
+   * set (src/grids/batch-script.ts); absent from configs frozen before it existed, and when not given.
+   */
+  job: { backend: Backend; script: string; options: Record<string, unknown>; environment?: string[] };
   outputs: Record<string, string>;
   maxAttempts: number;
   /**
@@ -152,6 +156,23 @@ class Fields {
   }
 }
 
+/**
+ * Whether an archive URL (`sftp://USER:PASSWORD@HOST/...`) carries a password. It would be frozen
+ * into productions.config, shown by --dry-run and passed on command lines; the text is never shown.
+ */
+export function sourceHasPassword(source: string): boolean {
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/]*)/i.exec(source.trim())?.[1];
+  if (authority === undefined) return false;
+  const at = authority.lastIndexOf('@');
+  return at >= 0 && authority.slice(0, at).includes(':');
+}
+
+/** The refusal of a source URL with a password (config input.source, a catalogue's source column). */
+export const SOURCE_PASSWORD_REFUSED =
+  'a password in the URL is refused: it would be stored in the shared database and shown on command lines. ' +
+  'Write sftp://USER@HOST/..., and put the password in ~/.netrc (machine HOST login USER password ..., chmod 600) ' +
+  'or in RUN_PRODUCTION_SFTP_PASSWORD in .env (chmod 600), or use a key through ssh-agent.';
+
 /** Resolves a path or path template against the config file's directory (URLs are left alone). */
 function absolute(base: string, template: string): string {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(template) || template.startsWith('{')) return template;
@@ -199,6 +220,7 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
       input = { kind: 'parent', output: f.string(inputRaw.fromParent, `${path}.input.fromParent`) };
     } else {
       const source = f.template(inputRaw.source, `${path}.input.source`);
+      if (sourceHasPassword(source)) throw new ExpectedError(`${file}: ${path}.input.source: ${SOURCE_PASSWORD_REFUSED}`, 65);
       const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(source)?.[1]?.toLowerCase();
       if (scheme && scheme !== 'file' && scheme !== 'sftp') f.fail(`${path}.input.source`, 'a file:// or sftp:// URL, or a path', source);
       input = { kind: 'archive', source: absolute(base, fillSome(source, { dataDir, stagingDir })) };
@@ -206,7 +228,7 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
     const archiveRaw = t.archive === undefined ? {} : f.object(t.archive, `${path}.archive`);
     f.onlyKeys(archiveRaw, `${path}.archive`, ['parallel', 'prestage', 'timeoutSeconds', 'retries', 'defaultSize']);
     const jobRaw = f.object(t.job, `${path}.job`);
-    f.onlyKeys(jobRaw, `${path}.job`, ['backend', 'script', 'options']);
+    f.onlyKeys(jobRaw, `${path}.job`, ['backend', 'script', 'options', 'environment']);
     const backend = f.string(jobRaw.backend, `${path}.job.backend`);
     if (!(BACKENDS as readonly string[]).includes(backend)) f.fail(`${path}.job.backend`, `one of ${BACKENDS.join(', ')}`, backend);
     const jobOptions = jobRaw.options === undefined ? {} : f.object(jobRaw.options, `${path}.job.options`);
@@ -214,6 +236,12 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
       checkJobOptions(backend as Backend, jobOptions, `${path}.job.options`);
     } catch (error) {
       throw new ExpectedError(`${file}: ${(error as Error).message}`, 65);
+    }
+    let jobEnvironment: string[] | undefined;
+    try {
+      jobEnvironment = jobRaw.environment === undefined ? undefined : checkJobEnvironment(jobRaw.environment, `${path}.job.environment`);
+    } catch (error) {
+      throw new ExpectedError(`${file}: ${(error as Error).message}.`, 65);
     }
     const outputsRaw = f.object(t.outputs, `${path}.outputs`);
     if (Object.keys(outputsRaw).length === 0) f.fail(`${path}.outputs`, 'at least one output', outputsRaw);
@@ -241,6 +269,7 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
         backend: backend as Backend,
         script: absolute(base, f.string(jobRaw.script, `${path}.job.script`)),
         options: jobOptions,
+        ...(jobEnvironment === undefined ? {} : { environment: jobEnvironment }),
       },
       outputs,
       maxAttempts: f.positiveInt(t.maxAttempts, `${path}.maxAttempts`, 3),

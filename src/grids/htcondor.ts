@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
+import { failureExitCode, stateFromWrapper, submitEnvironment, writeBatchScript } from './batch-script.js';
 import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { budgetUsed, GridUnavailableError, NOT_LOOKED_AT, type Grid, type JobRef, type JobSpec, type JobState, type PollOptions } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
@@ -10,6 +10,9 @@ import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
  * generated submit description; its id is `ClusterId.ProcId`. Live jobs come
  * from condor_q, jobs that left the queue from condor_history, both as JSON
  * and both asked about all polled jobs at once.
+ *
+ * The submit description says `getenv = false`: the job gets none of the
+ * submitter's environment; the batch script sets it (batch-script.ts).
  */
 
 export interface HtcondorOptions {
@@ -23,6 +26,8 @@ export interface HtcondorOptions {
   sshHost?: string;
   /** Per scheduler command; default 30. */
   commandTimeoutSeconds?: number;
+  /** The production's `job.environment` (set by createGrid; not a `job.options` key). */
+  environment?: readonly string[];
 }
 
 const HTCONDOR_OPTIONS = {
@@ -34,7 +39,15 @@ const HTCONDOR_OPTIONS = {
 
 /** Reads `job.options` of a production type whose backend is htcondor; throws naming the bad option. */
 export function htcondorOptionsFrom(raw: Record<string, unknown>, where = 'job.options'): HtcondorOptions {
-  return readOptions(raw, HTCONDOR_OPTIONS, where);
+  const options = readOptions(raw, HTCONDOR_OPTIONS, where);
+  const exporting = options.extraLines?.find((line) => /^\s*(getenv|environment|env)\s*=/i.test(line));
+  if (exporting !== undefined) {
+    throw new Error(
+      `${where}.extraLines: ${JSON.stringify(exporting)} is not allowed: the job's environment is set by run-production, ` +
+        "without the shifter's secrets; name the variables a job needs in job.environment",
+    );
+  }
+  return options;
 }
 
 /** Job attributes asked of condor_q and condor_history. */
@@ -71,6 +84,8 @@ export function renderSubmitDescription(job: JobSpec, batchScript: string, optio
     // Jobs read and write through the shared filesystem: no file transfer, which also
     // restricts them to machines of the same FileSystemDomain, those that see the paths.
     'should_transfer_files = NO',
+    // None of the submitter's environment: the batch script sets the job's.
+    'getenv = false',
     `request_cpus = ${options.cpus ?? 1}`,
     ...(options.memory === undefined ? [] : [`request_memory = ${options.memory}`]),
     `+JobBatchName = ${classAdString(job.name)}`,
@@ -162,8 +177,8 @@ const FETCH_FAILED = /Failed to fetch ads|Can't find address|Failed to connect|S
 
 export function createHtcondorGrid(options: HtcondorOptions, run: CommandRunner = runCommand): Grid {
   const timeoutMs = (options.commandTimeoutSeconds ?? 30) * 1000;
-  const condor = (argv: string[]): Promise<CommandResult> =>
-    run(argv, { timeoutMs, ...(options.sshHost === undefined ? {} : { sshHost: options.sshHost }) });
+  const condor = (argv: string[], env?: NodeJS.ProcessEnv): Promise<CommandResult> =>
+    run(argv, { timeoutMs, ...(options.sshHost === undefined ? {} : { sshHost: options.sshHost }), ...(env === undefined ? {} : { env }) });
   const failure = (what: string, result: CommandResult): GridUnavailableError =>
     new GridUnavailableError(`${what} failed: ${firstLine(result.stderr) || firstLine(result.stdout) || `exit ${result.code}`}`);
 
@@ -177,10 +192,11 @@ export function createHtcondorGrid(options: HtcondorOptions, run: CommandRunner 
     backend: 'htcondor',
 
     async submit(job: JobSpec): Promise<string> {
-      const script = await writeBatchScript(job);
+      const script = await writeBatchScript(job, [], options.environment === undefined ? {} : { allow: options.environment });
       const submitFile = join(job.workDir, `${job.name}.rp-submit.sub`);
       await writeFile(submitFile, renderSubmitDescription(job, script, options));
-      const result = await condor(['condor_submit', '-terse', submitFile]);
+      // A schedd or submit file that turns getenv on anyway copies condor_submit's environment: it holds no secret.
+      const result = await condor(['condor_submit', '-terse', submitFile], submitEnvironment());
       if (result.code !== 0) throw failure('condor_submit', result);
       return parseCondorSubmitOutput(result.stdout);
     },

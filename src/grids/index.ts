@@ -1,4 +1,5 @@
 import type { FrozenType } from '../config/config.js';
+import { jobEnvironmentProblem } from './batch-script.js';
 import type { Grid } from './grid.js';
 import { createHtcondorGrid, htcondorOptionsFrom } from './htcondor.js';
 import { createLocalGrid, type LocalGridOptions } from './local.js';
@@ -25,16 +26,28 @@ export function checkJobOptions(backend: FrozenType['job']['backend'], options: 
   }
 }
 
+/**
+ * Checks `job.environment`, the names of the variables jobs get from the coordinator's
+ * environment besides the base set (see batch-script.ts); throws naming the problem.
+ */
+export function checkJobEnvironment(value: unknown, where: string): string[] {
+  const problem = jobEnvironmentProblem(value);
+  if (problem !== null) throw new Error(`${where}: ${problem}`);
+  return [...(value as string[])];
+}
+
 /** The grid a production's frozen config names. */
 export async function createGrid(job: FrozenType['job'], local: LocalGridOptions = {}): Promise<Grid> {
+  // Configs frozen before job.environment existed have none: the base set only.
+  const environment = job.environment ?? [];
   switch (job.backend) {
     case 'local':
-      return createLocalGrid(local);
+      return createLocalGrid({ environment, ...local });
     case 'slurm':
-      return createSlurmGrid(slurmOptionsFrom(job.options));
+      return createSlurmGrid({ ...slurmOptionsFrom(job.options), environment });
     case 'sge':
-      return createSgeGrid(sgeOptionsFrom(job.options));
+      return createSgeGrid({ ...sgeOptionsFrom(job.options), environment });
     case 'htcondor':
-      return createHtcondorGrid(htcondorOptionsFrom(job.options));
+      return createHtcondorGrid({ ...htcondorOptionsFrom(job.options), environment });
   }
 }

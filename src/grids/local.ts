@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
+import { jobEnvironment } from './batch-script.js';
 import type { Grid, JobRef, JobSpec, JobState } from './grid.js';
 import { readWrapperStatus, wrapperCommand } from './wrapper.js';
 
@@ -11,6 +12,7 @@ import { readWrapperStatus, wrapperCommand } from './wrapper.js';
  * terminal does not reach it and a cancel can kill the whole group. Its id
  * names host and pid (`local:HOST:PID`): any session on the same host can
  * judge or kill it from the wrapper's status file and the process table.
+ * Its environment is built as for every backend (jobEnvironment): none of ours.
  */
 
 export interface LocalGridOptions {
@@ -18,6 +20,8 @@ export interface LocalGridOptions {
   onJobExit?: () => void;
   /** Seconds between SIGTERM and SIGKILL when cancelling. */
   killGraceSeconds?: number;
+  /** The production's `job.environment`: variables passed on from this process's environment (see batch-script.ts). */
+  environment?: readonly string[];
 }
 
 const HOST = hostname();
@@ -63,7 +67,8 @@ export function createLocalGrid(options: LocalGridOptions = {}): Grid {
         cwd: job.workDir,
         detached: true,
         stdio: 'ignore',
-        env: { ...process.env, ...job.env },
+        // Never this process's environment as it is: it holds the shifter's secrets.
+        env: jobEnvironment(job, options.environment),
       });
       const pid = await new Promise<number>((resolve, reject) => {
         child.once('spawn', () => resolve(child.pid!));

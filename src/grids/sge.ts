@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
+import { failureExitCode, stateFromWrapper, submitEnvironment, writeBatchScript } from './batch-script.js';
 import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { budgetUsed, GridUnavailableError, NOT_LOOKED_AT, type Grid, type JobRef, type JobSpec, type JobState, type PollOptions } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
@@ -12,6 +12,9 @@ import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
  * are judged by the wrapper's status file first: qacct scans the whole
  * accounting file on every call, so it is only asked when the wrapper did
  * not record an exit (a job killed hard, e.g. on h_rt or h_vmem).
+ *
+ * qsub is never given -V (or -v): the job gets none of the submitter's
+ * environment; the batch script sets it (batch-script.ts).
  */
 
 export interface SgeOptions {
@@ -29,6 +32,8 @@ export interface SgeOptions {
   sshHost?: string;
   /** Per scheduler command; default 30. */
   commandTimeoutSeconds?: number;
+  /** The production's `job.environment` (set by createGrid; not a `job.options` key). */
+  environment?: readonly string[];
 }
 
 const SGE_OPTIONS = {
@@ -42,7 +47,15 @@ const SGE_OPTIONS = {
 
 /** Reads `job.options` of a production type whose backend is sge; throws naming the bad option. */
 export function sgeOptionsFrom(raw: Record<string, unknown>, where = 'job.options'): SgeOptions {
-  return readOptions(raw, SGE_OPTIONS, where);
+  const options = readOptions(raw, SGE_OPTIONS, where);
+  const exporting = options.extraArgs?.find((arg) => arg === '-V' || arg === '-v');
+  if (exporting !== undefined) {
+    throw new Error(
+      `${where}.extraArgs: ${JSON.stringify(exporting)} is not allowed: it would copy the shifter's environment, secrets included, ` +
+        'into the job (or put values on the command line); name the variables a job needs in job.environment',
+    );
+  }
+  return options;
 }
 
 /** One job as qstat lists it. */
@@ -160,8 +173,8 @@ const SGE_DIRECTIVES = ['#$ -S /bin/bash'];
 
 export function createSgeGrid(options: SgeOptions, run: CommandRunner = runCommand): Grid {
   const timeoutMs = (options.commandTimeoutSeconds ?? 30) * 1000;
-  const sge = (argv: string[]): Promise<CommandResult> =>
-    run(argv, { timeoutMs, ...(options.sshHost === undefined ? {} : { sshHost: options.sshHost }) });
+  const sge = (argv: string[], env?: NodeJS.ProcessEnv): Promise<CommandResult> =>
+    run(argv, { timeoutMs, ...(options.sshHost === undefined ? {} : { sshHost: options.sshHost }), ...(env === undefined ? {} : { env }) });
   const failure = (what: string, result: CommandResult): GridUnavailableError =>
     new GridUnavailableError(`${what} failed: ${firstLine(result.stderr) || firstLine(result.stdout) || `exit ${result.code}`}`);
 
@@ -178,8 +191,9 @@ export function createSgeGrid(options: SgeOptions, run: CommandRunner = runComma
     backend: 'sge',
 
     async submit(job: JobSpec): Promise<string> {
-      const script = await writeBatchScript(job, SGE_DIRECTIVES);
-      const result = await sge(['qsub', ...qsubArgs(options, job), script]);
+      const script = await writeBatchScript(job, SGE_DIRECTIVES, options.environment === undefined ? {} : { allow: options.environment });
+      // A default -V (sge_request) copies qsub's environment: it holds no secret.
+      const result = await sge(['qsub', ...qsubArgs(options, job), script], submitEnvironment());
       if (result.code !== 0) throw failure('qsub', result);
       return parseQsubOutput(result.stdout);
     },

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { failureExitCode, stateFromWrapper, writeBatchScript } from './batch-script.js';
+import { failureExitCode, stateFromWrapper, submitEnvironment, writeBatchScript } from './batch-script.js';
 import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { budgetUsed, GridUnavailableError, NOT_LOOKED_AT, type Grid, type JobRef, type JobSpec, type JobState, type PollOptions } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
@@ -9,6 +9,10 @@ import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
  * it, accounting (sacct) answers when configured, then the controller's memory
  * of recent jobs (scontrol, until MinJobAge), then the wrapper's status file,
  * which outlives both.
+ *
+ * Jobs are submitted with --export=NONE (a directive in the batch script), so
+ * that sbatch sends none of the submitter's environment with the job; the
+ * batch script sets the job's environment itself (batch-script.ts).
  */
 
 export interface SlurmOptions {
@@ -24,6 +28,8 @@ export interface SlurmOptions {
   sshHost?: string;
   /** Per scheduler command; default 30. */
   commandTimeoutSeconds?: number;
+  /** The production's `job.environment` (set by createGrid; not a `job.options` key). */
+  environment?: readonly string[];
 }
 
 const SLURM_OPTIONS = {
@@ -37,8 +43,24 @@ const SLURM_OPTIONS = {
 
 /** Reads `job.options` of a production type whose backend is slurm; throws naming the bad option. */
 export function slurmOptionsFrom(raw: Record<string, unknown>, where = 'job.options'): SlurmOptions {
-  return readOptions(raw, SLURM_OPTIONS, where);
+  const options = readOptions(raw, SLURM_OPTIONS, where);
+  // sbatch takes any unique prefix of a long option: --exp=ALL is --export=ALL.
+  const exporting = options.extraArgs?.find((arg) => /^--exp/.test(arg));
+  if (exporting !== undefined) {
+    throw new Error(
+      `${where}.extraArgs: ${JSON.stringify(exporting)} is not allowed: jobs are submitted with --export=NONE, so that no secret of ` +
+        "the shifter's environment reaches them; name the variables a job needs in job.environment",
+    );
+  }
+  return options;
 }
+
+/**
+ * The batch script's directive: the job gets none of sbatch's environment (only SLURM_*). A
+ * directive rather than an argument; SBATCH_EXPORT, which would override it, is removed from
+ * sbatch's environment (submitEnvironment), and `--export` in extraArgs is refused.
+ */
+export const SLURM_DIRECTIVES = ['#SBATCH --export=NONE'];
 
 /** A job id as sbatch reported it: `1234`, or `1234;cluster` in a multi-cluster setup. */
 interface SlurmJobId {
@@ -216,8 +238,8 @@ function groupByCluster<T extends { jobId: string }>(items: readonly T[]): Map<s
 
 export function createSlurmGrid(options: SlurmOptions, run: CommandRunner = runCommand): Grid {
   const timeoutMs = (options.commandTimeoutSeconds ?? 30) * 1000;
-  const slurm = (argv: string[]): Promise<CommandResult> =>
-    run(argv, { timeoutMs, ...(options.sshHost === undefined ? {} : { sshHost: options.sshHost }) });
+  const slurm = (argv: string[], env?: NodeJS.ProcessEnv): Promise<CommandResult> =>
+    run(argv, { timeoutMs, ...(options.sshHost === undefined ? {} : { sshHost: options.sshHost }), ...(env === undefined ? {} : { env }) });
   /** Set once sacct said accounting is off, so later polls skip straight to scontrol. */
   let accountingDisabled = false;
 
@@ -297,8 +319,8 @@ export function createSlurmGrid(options: SlurmOptions, run: CommandRunner = runC
     backend: 'slurm',
 
     async submit(job: JobSpec): Promise<string> {
-      const script = await writeBatchScript(job);
-      const result = await slurm(['sbatch', ...sbatchArgs(options, job), script]);
+      const script = await writeBatchScript(job, SLURM_DIRECTIVES, options.environment === undefined ? {} : { allow: options.environment });
+      const result = await slurm(['sbatch', ...sbatchArgs(options, job), script], submitEnvironment(['SBATCH_EXPORT']));
       if (result.code !== 0) throw new GridUnavailableError(`sbatch failed: ${firstLine(result.stderr) || `exit ${result.code}`}`);
       return parseSbatchOutput(result.stdout);
     },

@@ -64,7 +64,7 @@ describe('SGE submission', () => {
           '-o', `${job.workDir}/rp-alcapana-v3-r2091.sge-$JOB_ID.out`, '-e', `${job.workDir}/rp-alcapana-v3-r2091.sge-$JOB_ID.err`,
           '-wd', job.workDir, '-q', 'long.q', '-P', 'alcap', '-l', 'h_rt=02:00:00,h_vmem=4G', '-pe', 'smp', '2', script,
         ],
-        opts: { timeoutMs: 15_000, sshHost: 'submit01' },
+        opts: { timeoutMs: 15_000, sshHost: 'submit01', env: expect.any(Object) },
       },
     ]);
     // Grid Engine would otherwise run the script with the queue's shell.
@@ -78,7 +78,7 @@ describe('SGE submission', () => {
     expect(runner.calls[0]!.argv.slice(0, -1)).toEqual([
       'qsub', '-terse', '-N', 'rp-minimal', '-o', `${job.workDir}/rp-minimal.sge-$JOB_ID.out`, '-e', `${job.workDir}/rp-minimal.sge-$JOB_ID.err`, '-wd', job.workDir,
     ]);
-    expect(runner.calls[0]!.opts).toEqual({ timeoutMs: 30_000 });
+    expect(runner.calls[0]!.opts).toEqual({ timeoutMs: 30_000, env: expect.any(Object) });
   });
 
   it('takes the job id of an array submission', async () => {
@@ -258,5 +258,10 @@ describe('SGE options from the config file', () => {
 
   it('refuses options of other backends', () => {
     expect(() => sgeOptionsFrom({ partition: 'prod' })).toThrow(/^job\.options\.partition: unknown option/);
+  });
+
+  it('refuses -V and -v, which copy the environment or put values on the command line', () => {
+    expect(() => sgeOptionsFrom({ extraArgs: ['-pe', 'smp', '2', '-V'] })).toThrow(/extraArgs: "-V" is not allowed: .*job\.environment/);
+    expect(() => sgeOptionsFrom({ extraArgs: ['-v', 'A=1'] })).toThrow(/extraArgs: "-v" is not allowed/);
   });
 });

@@ -415,3 +415,69 @@ describe.skipIf(!slurmAvailable() && !process.env.CI)('run-production on a real 
     });
   });
 });
+
+// Issue 13: a Slurm job gets a clean environment. Self-contained: its own cluster handle and grid.
+import { registerDotenvNames } from '../../src/grids/batch-script.js';
+
+describe.skipIf(!slurmAvailable() && !process.env.CI)('Slurm jobs get a clean environment', () => {
+  it('a job sees none of the submitter\'s secrets, even with SBATCH_EXPORT=ALL set, only the base set, the allow-list and its own variables', { timeout: 120_000 }, async () => {
+    const slurm = await startSlurm();
+    const dir = await mkdtemp(join(tmpdir(), 'rp-slurm-env-'));
+    const planted: Record<string, string> = {
+      DATABASE_URL: 'postgres://u:db-secret-1@db.example.org/prod',
+      PGPASSWORD: 'pg-secret-2',
+      RUN_PRODUCTION_SFTP_PASSWORD: 'sftp-secret-3',
+      SSH_AUTH_SOCK: '/tmp/agent-secret-4/agent.1',
+      // Would override the batch script's --export=NONE if sbatch saw it.
+      SBATCH_EXPORT: 'ALL',
+      RP_TEST_DOTENV_TOKEN: 'dotenv-secret-5',
+      RP_TEST_ALLOWED: 'allowed-value',
+      RP_TEST_UNLISTED: 'unlisted-value-6',
+    };
+    const saved = Object.fromEntries(Object.keys(planted).map((name) => [name, process.env[name]]));
+    Object.assign(process.env, planted);
+    // As the CLI registers the names of its .env: never passed, even when allow-listed.
+    registerDotenvNames(['RP_TEST_DOTENV_TOKEN']);
+    try {
+      // The backend's commands with the environment it gives them, plus what finds this test cluster.
+      const run: CommandRunner = (argv, opts = {}) =>
+        runCommand(argv, { ...opts, env: { ...(opts.env ?? process.env), SLURM_CONF: slurm.env.SLURM_CONF, PATH: slurm.env.PATH } });
+      const grid = createSlurmGrid({ partition: 'debug', time: '00:10:00', memory: '64M', commandTimeoutSeconds: 20, environment: ['RP_TEST_ALLOWED', 'RP_TEST_DOTENV_TOKEN'] }, run);
+      const workDir = join(dir, 'rp-test-env');
+      const script = join(dir, 'rp-test-env.sh');
+      const envFile = join(dir, 'job-env.txt');
+      await writeFile(script, '#!/bin/bash\nenv > "$OUTPUT_ENV"\n', { mode: 0o755 });
+      const spec: JobSpec = {
+        name: 'rp-test-env', script, env: { RUN: '2091', OUTPUT_ENV: envFile }, workDir,
+        stdoutPath: join(workDir, 'job.out'), stderrPath: join(workDir, 'job.err'), statusPath: join(workDir, 'status.json'),
+      };
+      const jobId = await grid.submit(spec);
+      const deadline = Date.now() + 60_000;
+      let state = (await grid.poll([{ jobId, statusPath: spec.statusPath }])).get(jobId);
+      while (state?.state !== 'done') {
+        if (Date.now() > deadline) throw new Error(`job did not end: ${JSON.stringify(state)}`);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        state = (await grid.poll([{ jobId, statusPath: spec.statusPath }])).get(jobId);
+      }
+      expect(state).toMatchObject({ state: 'done', exitCode: 0 });
+
+      const text = await readFile(envFile, 'utf8');
+      const names = text.split('\n').map((line) => line.split('=')[0]!);
+      for (const name of Object.keys(planted).filter((n) => n !== 'RP_TEST_ALLOWED')) expect(names, `the job has ${name}`).not.toContain(name);
+      for (const [name, value] of Object.entries(planted)) if (name !== 'RP_TEST_ALLOWED' && name !== 'SBATCH_EXPORT') expect(text, `the job has the value of ${name}`).not.toContain(value);
+      expect(text).toContain('RP_TEST_ALLOWED=allowed-value\n');
+      expect(text).toContain(`PATH=${process.env.PATH}\n`);
+      expect(text).toContain('RUN=2091\n');
+      // Slurm's own variables are there: the job ran under Slurm with --export=NONE.
+      expect(text).toMatch(/^SLURM_JOB_ID=\d+$/m);
+      expect((await readFile(join(workDir, 'rp-test-env.rp-batch.sh'), 'utf8')).split('\n')[1]).toBe('#SBATCH --export=NONE');
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+      await slurm.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

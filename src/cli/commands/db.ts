@@ -40,7 +40,17 @@ export function registerDb(program: Command): void {
           return;
         }
       }
-      const { url } = await resolveDatabaseUrl(globals);
+      let url: string;
+      try {
+        ({ url } = await resolveDatabaseUrl(globals));
+      } catch (error) {
+        // Refused (a key=value string, a password on the command line): shown redacted, never as given.
+        if (!(error instanceof ExpectedError)) throw error;
+        Object.assign(status, { url: redactUrl(globals.database ?? process.env.DATABASE_URL ?? ''), ...(explicit ? { kind: 'server' } : {}), answers: false, error: error.message });
+        print(status, options.json);
+        process.exitCode = error.exitCode;
+        return;
+      }
       status.url = redactUrl(url);
       if (explicit) status.kind = 'server';
       try {
