@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { sql, type Kysely } from 'kysely';
 import { ExpectedError } from '../cli/errors.js';
+import { SOURCE_PASSWORD_REFUSED, sourceHasPassword } from '../config/config.js';
 import { isSafeName, NAME_RULE } from '../config/confine.js';
 import { terminalJson } from '../display/sanitize.js';
 import type { Database } from '../db/schema.js';
@@ -61,6 +62,8 @@ export function parseCatalogue(text: string, file: string): CatalogueRow[] {
     if (checksum !== '' && !/^((md5|sha1|sha256|adler32):)?[0-9a-fA-F]+$/.test(checksum)) {
       throw new ExpectedError(`${where}, field checksum: expected hex digits, optionally prefixed md5:, sha1:, sha256: or adler32:, got "${checksum}".`, 65);
     }
+    // Never echoed: the field holds a password.
+    if (sourceHasPassword(get('source'))) throw new ExpectedError(`${where}, field source: ${SOURCE_PASSWORD_REFUSED}`, 65);
     return {
       line,
       run,
