@@ -220,6 +220,11 @@ export function openDatabase(url: string, options: OpenOptions = {}): DatabaseHa
   });
   // Without a listener an error on an idle client crashes the process.
   pool.on('error', (error) => options.onIdleError?.(error));
+  // The pool listens only while a client is idle. One checked out but between two statements (inside
+  // a transaction, while the caller does file work) that the server drops (a restart: 57P01) emits
+  // 'error' with nobody listening, which becomes an uncaught exception. With this listener the next
+  // query on it fails as "not queryable", an outage the caller rides out, and the pool discards it.
+  pool.on('connect', (client) => client.on('error', (error) => options.onIdleError?.(error)));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   return {

@@ -4,6 +4,7 @@ import { fillTemplate } from '../../config/templates.js';
 import { OperatorLoop, type AbortReason, type LoopOptions } from '../../coordinator/loop.js';
 import { findProduction, type Production } from '../../coordinator/productions.js';
 import { DEFAULT_LEASE_SECONDS } from '../../coordinator/sessions.js';
+import { isDatabaseUnavailable } from '../../db/connection.js';
 import { attachPlainLog } from '../../display/plain.js';
 import { printableLine } from '../../display/sanitize.js';
 import { outputPaths, stagedInputPath, templateValues } from '../../outputs/paths.js';
@@ -138,7 +139,10 @@ async function operate(context: Context, production: Production, settings: LoopO
     ['SIGUSR1', () => loop.drain()],
   ];
   for (const [signal, handler] of handlers) process.on(signal, handler);
-  const onCrash = (error: unknown) => void loop.abort('error', error);
+  // A connection the server dropped is an outage the loop rides out, not a bug to abort for.
+  const onCrash = (error: unknown) => {
+    if (!isDatabaseUnavailable(error)) void loop.abort('error', error);
+  };
   process.on('uncaughtException', onCrash);
   process.on('unhandledRejection', onCrash);
   let display: Display | null = null;
