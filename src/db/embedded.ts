@@ -83,7 +83,8 @@ export function freeLocalPort(): Promise<number> {
   });
 }
 
-async function answers(url: string): Promise<boolean> {
+/** Whether a server at the URL accepts a connection and answers a query (within 3 s). */
+export async function serverAnswers(url: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000 });
   client.on('error', () => undefined);
   try {
@@ -291,7 +292,7 @@ export async function ensureEmbeddedServer(env: NodeJS.ProcessEnv = process.env)
   const paths = embeddedPaths(env);
   // Fast path: already running, as for every command after the first.
   const known = await readPassword(paths);
-  if (known && (await answers(embeddedUrl(paths, known)))) return embeddedUrl(paths, known);
+  if (known && (await serverAnswers(embeddedUrl(paths, known)))) return embeddedUrl(paths, known);
 
   await mkdir(paths.home, { recursive: true, mode: 0o700 });
   // As root, the postgres user must be able to pass through the home to its data directory.
@@ -300,7 +301,7 @@ export async function ensureEmbeddedServer(env: NodeJS.ProcessEnv = process.env)
     const runAs = await postgresUser();
     let password = await readPassword(paths);
     if (!password || !(await isInitialised(paths))) password = await initialise(paths, runAs);
-    if (!(await answers(embeddedUrl(paths, password, 'postgres')))) await startServer(paths, runAs);
+    if (!(await serverAnswers(embeddedUrl(paths, password, 'postgres')))) await startServer(paths, runAs);
     await ensureDatabase(paths, password);
     return embeddedUrl(paths, password);
   });
@@ -318,7 +319,7 @@ export async function embeddedStatus(env: NodeJS.ProcessEnv = process.env): Prom
   const password = await readPassword(paths);
   const initialised = await isInitialised(paths);
   const url = password ? embeddedUrl(paths, password) : undefined;
-  const running = url ? await answers(embeddedUrl(paths, password!, 'postgres')) : false;
+  const running = url ? await serverAnswers(embeddedUrl(paths, password!, 'postgres')) : false;
   return { paths, initialised, running, url };
 }
 

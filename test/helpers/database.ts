@@ -10,10 +10,15 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh, migrated database of its own on the test run's real PostgreSQL server. */
-export async function createTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
-  const scratch = await createScratchDatabase(inject('adminDatabaseUrl'), 'rp_test');
-  const handle = openDatabase(scratch.url, { applicationName: 'run-production-test', max: 20 });
+/**
+ * A fresh, migrated database of its own on the test run's real PostgreSQL server, or on another
+ * server (`serverUrl`: a test's private one, which it stops and starts).
+ */
+export async function createTestDatabase(
+  options: { migrated?: boolean; serverUrl?: string; max?: number; onIdleError?: (error: Error) => void } = {},
+): Promise<TestDatabase> {
+  const scratch = await createScratchDatabase(options.serverUrl ?? inject('adminDatabaseUrl'), 'rp_test');
+  const handle = openDatabase(scratch.url, { applicationName: 'run-production-test', max: options.max ?? 20, onIdleError: options.onIdleError });
   if (options.migrated !== false) await migrate(handle.pool);
   return {
     url: scratch.url,

@@ -2,12 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { openDatabase } from '../../src/db/connection.js';
-import { ensureEmbeddedServer, freeLocalPort, stopEmbeddedServer } from '../../src/db/embedded.js';
-import { migrate } from '../../src/db/migrate.js';
-import { createScratchDatabase } from '../../src/db/scratch.js';
-import type { TestDatabase } from './database.js';
+import { ensureEmbeddedServer, freeLocalPort, serverAnswers, stopEmbeddedServer } from '../../src/db/embedded.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
 
 /**
  * A PostgreSQL server of a test's own, for tests that stop and restart the database under running
@@ -32,20 +28,6 @@ export interface PrivateServer {
   destroy(): Promise<void>;
 }
 
-async function answers(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
 export async function startPrivateServer(): Promise<PrivateServer> {
   const home = await mkdtemp(join(tmpdir(), 'rp-private-pg-'));
   const env = { ...process.env, RUN_PRODUCTION_HOME: home, RUN_PRODUCTION_PGPORT: String(await freeLocalPort()) };
@@ -56,23 +38,11 @@ export async function startPrivateServer(): Promise<PrivateServer> {
   return {
     env,
     port: Number(env.RUN_PRODUCTION_PGPORT),
-    async createDatabase() {
-      const scratch = await createScratchDatabase(adminUrl, 'rp_outage');
-      // Errors of idle connections while the server is down are expected: the pool drops them.
-      const handle = openDatabase(scratch.url, { applicationName: 'run-production-test', max: 10, onIdleError: () => undefined });
-      await migrate(handle.pool);
-      return {
-        url: scratch.url,
-        handle,
-        async drop() {
-          await handle.close();
-          await scratch.drop();
-        },
-      };
-    },
+    // Errors of idle connections while the server is down are expected: the pool drops them.
+    createDatabase: () => createTestDatabase({ serverUrl: adminUrl, max: 10, onIdleError: () => undefined }),
     async stop() {
       if (!(await stopEmbeddedServer(env))) throw new Error(`pg_ctl stop failed for the private server in ${home}`);
-      if (await answers(adminUrl)) throw new Error(`the private server in ${home} still answers after pg_ctl stop`);
+      if (await serverAnswers(adminUrl)) throw new Error(`the private server in ${home} still answers after pg_ctl stop`);
     },
     async start() {
       await ensureEmbeddedServer(env);
