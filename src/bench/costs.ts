@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
-import { readCounts } from '../coordinator/counts.js';
-import { readSnapshotBase } from '../coordinator/snapshot-queries.js';
+import { readCounts } from '../state/counts.js';
+import { readSnapshotBase } from '../state/snapshot-queries.js';
 import type { Database } from '../db/schema.js';
 import { medianMs } from './stats.js';
 

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
-import { startSession } from '../coordinator/sessions.js';
+import { startSession } from '../state/sessions.js';
 import { openDatabase, type DatabaseHandle } from '../db/connection.js';
 import { migrate } from '../db/migrate.js';
 import { measureReadCosts } from './costs.js';

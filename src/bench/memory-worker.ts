@@ -1,5 +1,5 @@
 import { openDatabase } from '../db/connection.js';
-import { startSession } from '../coordinator/sessions.js';
+import { startSession } from '../state/sessions.js';
 import { tick } from './tick.js';
 
 /**

@@ -1,8 +1,8 @@
 import { openDatabase } from '../db/connection.js';
-import { claimRuns } from '../coordinator/claims.js';
-import { startSession } from '../coordinator/sessions.js';
-import type { RunStatus } from '../coordinator/statuses.js';
-import { transitionRuns } from '../coordinator/transition.js';
+import { claimRuns } from '../state/claim.js';
+import { startSession } from '../state/sessions.js';
+import type { RunStatus } from '../core/statuses.js';
+import { transitionRuns } from '../state/transition.js';
 import { seedProduction } from './seed.js';
 import { percentile, timeMs } from './stats.js';
 import type { Kysely } from 'kysely';

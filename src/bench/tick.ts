@@ -1,12 +1,12 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import { claimRuns } from '../coordinator/claims.js';
-import { readHeldRuns, recordJudgements, type HeldRunDetail } from '../coordinator/jobs.js';
-import { getProduction } from '../coordinator/productions.js';
-import { heartbeat, reapExpiredSessions } from '../coordinator/sessions.js';
-import { readSnapshotBase } from '../coordinator/snapshot-queries.js';
-import type { HeldStatus } from '../coordinator/statuses.js';
-import { transitionRuns, type Actor } from '../coordinator/transition.js';
+import { claimRuns } from '../state/claim.js';
+import { readHeldRuns, recordJudgements, type HeldRunDetail } from '../session/jobs.js';
+import { getProduction } from '../state/productions.js';
+import { heartbeat, reapExpiredSessions } from '../state/sessions.js';
+import { readSnapshotBase } from '../state/snapshot-queries.js';
+import type { HeldStatus } from '../core/statuses.js';
+import { transitionRuns, type Actor } from '../state/transition.js';
 
 /**
  * One pass of the operator loop's database work, in the loop's order

@@ -7,8 +7,8 @@ import { connectionStringProblem, describeUrl, hasPassword, openDatabase, type D
 import { registerDotenvNames } from '../grids/batch-script.js';
 import { ensureEmbeddedServer } from '../db/embedded.js';
 import { migrate } from '../db/migrate.js';
-import type { Actor } from '../coordinator/transition.js';
-import { ExpectedError } from './errors.js';
+import type { Actor } from '../state/transition.js';
+import { ExpectedError } from '../core/errors.js';
 import { requireCommandRole } from './roles.js';
 
 /** Options every command accepts (commander's optsWithGlobals). */

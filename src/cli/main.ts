@@ -14,7 +14,7 @@ import { registerControl } from './commands/control.js';
 import { registerEvents } from './commands/events.js';
 import { registerLimits } from './commands/limits.js';
 import { loadDotenv } from './context.js';
-import { EXIT, ExpectedError } from './errors.js';
+import { EXIT, ExpectedError } from '../core/errors.js';
 import { asRefusal, noteInvocation } from './roles.js';
 
 function buildProgram(): Command {

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from 'commander';
-import { isSafeName, NAME_RULE } from '../config/confine.js';
-import { terminalJson } from '../display/sanitize.js';
+import { isSafeName, NAME_RULE } from '../outputs/confine.js';
+import { terminalJson } from '../core/sanitize.js';
 
 /**
  * Argument parsers for commander: a bad value becomes a usage error naming the flag (exit 64).

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import { ExpectedError } from './errors.js';
+import { ExpectedError } from '../core/errors.js';
 
 /**
  * Which of the database's roles (sql/009_roles.sql) each command needs. The database refuses what a

@@ -1,4 +1,4 @@
-import { printableLine } from '../display/sanitize.js';
+import { printableLine } from '../core/sanitize.js';
 
 /**
  * Plain text tables for human output; markdown tables for pasting into a logbook. Cells hold what

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { ExpectedError } from '../cli/errors.js';
+import { ExpectedError } from '../core/errors.js';
 import { checkJobEnvironment, checkJobOptions } from '../grids/index.js';
 import { jsonErrorLocation } from './json-position.js';
 import { parseSize } from './size.js';

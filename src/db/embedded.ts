@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { ExpectedError } from '../cli/errors.js';
+import { ExpectedError } from '../core/errors.js';
 
 const execFileAsync = promisify(execFile);
 

@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
-import { ExpectedError } from '../cli/errors.js';
+import { ExpectedError } from '../core/errors.js';
 
 /**
  * Our own small runner for the numbered plain-SQL migrations in sql/ (Kysely's

@@ -1,5 +1,5 @@
 import type { ColumnType, Generated } from 'kysely';
-import type { RunStatus } from '../coordinator/statuses.js';
+import type { RunStatus } from '../core/statuses.js';
 
 /** Typed view of the tables in sql/. Timestamps come back as Date. */
 

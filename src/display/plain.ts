@@ -1,5 +1,5 @@
-import type { LoopLine } from '../coordinator/loop.js';
-import { printableLogText } from './sanitize.js';
+import type { LoopLine } from '../session/operator-loop.js';
+import { printableLogText } from '../core/sanitize.js';
 
 /**
  * The plain log: one line per event, as shifters know them from
@@ -7,7 +7,7 @@ import { printableLogText } from './sanitize.js';
  * the tests. A write to a terminal that went away (SIGHUP) must not crash the
  * rollback, so write errors are swallowed. Texts carry what others wrote (job
  * stderr, pause reasons, tags): control characters are shown as escapes, and the
- * lines after the first of a multi-line text are indented (src/display/sanitize.ts).
+ * lines after the first of a multi-line text are indented (src/core/sanitize.ts).
  */
 export function attachPlainLog(source: { onLine(listener: (line: LoopLine) => void): () => void }, stream: NodeJS.WritableStream = process.stdout): () => void {
   stream.on('error', () => undefined);

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { renderToString } from 'ink';
 import { cleanup, render } from 'ink-testing-library';
-import type { Snapshot } from '../../src/coordinator/snapshot.js';
+import type { Snapshot } from '../../src/session/snapshot.js';
 import { Dashboard } from '../../src/display/ink/Dashboard.js';
 import {
   abortingSnapshot,

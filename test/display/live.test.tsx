@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, test, vi, afterAll } from 'vitest';
 import { cleanup, render } from 'ink-testing-library';
-import type { OperatorControls, Snapshot, SnapshotSource } from '../../src/coordinator/snapshot.js';
+import type { OperatorControls, Snapshot, SnapshotSource } from '../../src/session/snapshot.js';
 import { FLUSH_MS, LiveApp, startLiveDisplay } from '../../src/display/ink/live.js';
 import { busySnapshot, emptySnapshot } from './snapshots.js';
 

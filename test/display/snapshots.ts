@@ -2,8 +2,8 @@
  * Snapshot states for the display tests, built from one realistic base so each
  * test states only what it is about. Times are fixed (NOW) so frames are stable.
  */
-import type { Snapshot, SnapshotEvent, SnapshotRun, SnapshotSession } from '../../src/coordinator/snapshot.js';
-import { emptyCounts, type RunStatus, type StatusCounts } from '../../src/coordinator/statuses.js';
+import type { Snapshot, SnapshotEvent, SnapshotRun, SnapshotSession } from '../../src/session/snapshot.js';
+import { emptyCounts, type RunStatus, type StatusCounts } from '../../src/core/statuses.js';
 
 export const NOW = Date.UTC(2025, 2, 14, 2, 13, 0);
 const MIN = 60_000;

@@ -1,8 +1,8 @@
 // A separate OS process that claims runs in batches through the library until none are left,
 // printing the run numbers it got as JSON. Used to prove claims across processes.
 import { openDatabase } from '../../dist/db/connection.js';
-import { claimRuns } from '../../dist/coordinator/claims.js';
-import { startSession } from '../../dist/coordinator/sessions.js';
+import { claimRuns } from '../../dist/state/claim.js';
+import { startSession } from '../../dist/state/sessions.js';
 
 const [url, productionId, batch] = process.argv.slice(2);
 const handle = openDatabase(url, { max: 1 });

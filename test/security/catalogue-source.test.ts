@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ExpectedError } from '../../src/cli/errors.js';
-import { parseCatalogue } from '../../src/coordinator/catalogue.js';
+import { ExpectedError } from '../../src/core/errors.js';
+import { parseCatalogue } from '../../src/admin/catalogue.js';
 
 describe('a catalogue source with a password', () => {
   it('is refused at import, naming the line and field but never the password', () => {

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import { createFileArchive, SourceOutsideArchiveError } from '../../src/transfers/file.js';
-import { MissingInputError } from '../../src/transfers/archive.js';
-import { isSafeName } from '../../src/config/confine.js';
+import { createFileArchive, SourceOutsideArchiveError } from '../../src/archives/file.js';
+import { MissingInputError } from '../../src/archives/archive.js';
+import { isSafeName } from '../../src/outputs/confine.js';
 import { RUN, scenario, sessionOf, statusCounts, type Scenario } from '../helpers/scenario.js';
 
 const productions = async (s: Scenario) =>

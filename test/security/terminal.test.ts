@@ -11,12 +11,12 @@ import { cleanup, render } from 'ink-testing-library';
 import { createElement } from 'react';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig, typeFromConfig } from '../../src/config/config.js';
-import type { LoopLine } from '../../src/coordinator/loop.js';
-import { createProduction } from '../../src/coordinator/productions.js';
+import type { LoopLine } from '../../src/session/operator-loop.js';
+import { createProduction } from '../../src/state/productions.js';
 import { markdownTable, textTable } from '../../src/cli/table.js';
 import { Dashboard, type DashboardProps } from '../../src/display/ink/Dashboard.js';
 import { attachPlainLog } from '../../src/display/plain.js';
-import { printable, printableLine, printableLogText, terminalJson } from '../../src/display/sanitize.js';
+import { printable, printableLine, printableLogText, terminalJson } from '../../src/core/sanitize.js';
 import { busySnapshot, emptySnapshot, NOW, run, session } from '../display/snapshots.js';
 import { RUN, scenario, type Scenario } from '../helpers/scenario.js';
 

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { addProductionFlags, type ProductionFlags } from '../../bookkeeping/command-options.js';
-import { closeProduction, pauseProduction, resumeProduction, type ControlOutcome } from '../../bookkeeping/production-control.js';
-import { findProduction } from '../../coordinator/productions.js';
-import { printable } from '../../display/sanitize.js';
+import { addProductionFlags, type ProductionFlags } from '../command-options.js';
+import { closeProduction, pauseProduction, resumeProduction, type ControlOutcome } from '../../admin/production-control.js';
+import { findProduction } from '../../state/productions.js';
+import { printable } from '../../core/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 
 /** pause / resume / close: a production's switch, shared by every shifter's session. */

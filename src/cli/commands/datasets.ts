@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { importCatalogue } from '../../coordinator/catalogue.js';
+import { importCatalogue } from '../../admin/catalogue.js';
 import { withContext, type GlobalOptions } from '../context.js';
 
 export function registerDatasets(program: Command): void {

@@ -3,7 +3,7 @@ import { redactUrl } from '../../db/connection.js';
 import { embeddedStatus, stopEmbeddedServer } from '../../db/embedded.js';
 import { migrate, schemaVersion } from '../../db/migrate.js';
 import { openContext, resolveDatabaseUrl, withContext, type GlobalOptions } from '../context.js';
-import { ExpectedError } from '../errors.js';
+import { ExpectedError } from '../../core/errors.js';
 
 export function registerDb(program: Command): void {
   const db = program.command('db').description('the shared database: migrate, status, stop the embedded server');

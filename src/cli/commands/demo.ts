@@ -2,11 +2,11 @@ import type { Command } from 'commander';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { importCatalogue } from '../../coordinator/catalogue.js';
-import { readCounts } from '../../coordinator/counts.js';
+import { importCatalogue } from '../../admin/catalogue.js';
+import { readCounts } from '../../state/counts.js';
 import { embeddedPaths } from '../../db/embedded.js';
-import { RUN_STATUSES, STATUS_LETTERS } from '../../coordinator/statuses.js';
-import { findProduction } from '../../coordinator/productions.js';
+import { RUN_STATUSES, STATUS_LETTERS } from '../../core/statuses.js';
+import { findProduction } from '../../state/productions.js';
 import { openContext, type GlobalOptions } from '../context.js';
 import { addLoopOptions, runProduction, type RunOptions } from './run.js';
 

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { eventJson, formatEventLine, readEvents, type EventFilter, type EventRow } from '../../bookkeeping/events.js';
-import { findSession } from '../../bookkeeping/sessions.js';
-import { findProduction } from '../../coordinator/productions.js';
-import { ExpectedError } from '../errors.js';
+import { eventJson, formatEventLine, readEvents, type EventFilter, type EventRow } from '../../admin/events.js';
+import { findSession } from '../../admin/sessions.js';
+import { findProduction } from '../../state/productions.js';
+import { ExpectedError } from '../../core/errors.js';
 import { withContext, type GlobalOptions } from '../context.js';
-import { printableLine, terminalJson } from '../../display/sanitize.js';
+import { printableLine, terminalJson } from '../../core/sanitize.js';
 import { duration, EVENTS_LIMIT_MAX, positiveInt, positiveIntUpTo } from '../parse.js';
 
 const FOLLOW_POLL_MS = 1000;
@@ -40,7 +40,7 @@ export function registerEvents(program: Command): void {
             sinceSeconds: options.since,
           };
           // Messages carry what others wrote (job stderr, pause reasons, tags): one printable line per
-          // event; JSON escapes what a terminal would obey (src/display/sanitize.ts) and parses the same.
+          // event; JSON escapes what a terminal would obey (src/core/sanitize.ts) and parses the same.
           const print = (rows: EventRow[]) => {
             for (const row of rows) console.log(options.json ? terminalJson(eventJson(row)) : printableLine(formatEventLine(row)));
           };

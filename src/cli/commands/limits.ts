@@ -1,9 +1,9 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { addProductionFlags, type ProductionFlags } from '../../bookkeeping/command-options.js';
-import { setMaxRunning } from '../../bookkeeping/production-control.js';
-import { findProduction } from '../../coordinator/productions.js';
+import { addProductionFlags, type ProductionFlags } from '../command-options.js';
+import { setMaxRunning } from '../../admin/production-control.js';
+import { findProduction } from '../../state/productions.js';
 import { withContext, type GlobalOptions } from '../context.js';
-import { printable } from '../../display/sanitize.js';
+import { printable } from '../../core/sanitize.js';
 import { FLAG_MAXIMA, positiveIntUpTo } from '../parse.js';
 
 /**

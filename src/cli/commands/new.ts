@@ -4,11 +4,11 @@ import { access, readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { sql } from 'kysely';
 import { typeFromConfig } from '../../config/config.js';
-import { checkConfined, isSafeName, NAME_RULE, type SampleRun } from '../../config/confine.js';
-import { terminalJson } from '../../display/sanitize.js';
-import { createProduction, type Production } from '../../coordinator/productions.js';
+import { checkConfined, isSafeName, NAME_RULE, type SampleRun } from '../../outputs/confine.js';
+import { terminalJson } from '../../core/sanitize.js';
+import { createProduction, type Production } from '../../state/productions.js';
 import { requireConfig, withContext, type Context, type GlobalOptions } from '../context.js';
-import { ExpectedError } from '../errors.js';
+import { ExpectedError } from '../../core/errors.js';
 import { commaList, positiveInt } from '../parse.js';
 
 export interface NewOptions {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { releaseSession } from '../../bookkeeping/release.js';
-import { findSession } from '../../bookkeeping/sessions.js';
+import { releaseSession } from '../../admin/release.js';
+import { findSession } from '../../admin/sessions.js';
 import { withContext, type GlobalOptions } from '../context.js';
 
 export function registerRelease(program: Command): void {

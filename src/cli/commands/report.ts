@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { buildReport } from '../../bookkeeping/report.js';
-import { renderReport } from '../../bookkeeping/report-render.js';
-import { addProductionFlags, outputStyle, type ProductionFlags } from '../../bookkeeping/command-options.js';
-import { findProduction } from '../../coordinator/productions.js';
-import { printable, terminalJson } from '../../display/sanitize.js';
+import { buildReport } from '../../admin/report.js';
+import { renderReport } from '../render-report.js';
+import { addProductionFlags, outputStyle, type ProductionFlags } from '../command-options.js';
+import { findProduction } from '../../state/productions.js';
+import { printable, terminalJson } from '../../core/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 
 export function registerReport(program: Command): void {

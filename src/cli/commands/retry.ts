@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { addProductionFlags, type ProductionFlags } from '../../bookkeeping/command-options.js';
-import { retryFailedRuns } from '../../bookkeeping/retry.js';
-import { findProduction } from '../../coordinator/productions.js';
-import { printableLine, terminalJson } from '../../display/sanitize.js';
+import { addProductionFlags, type ProductionFlags } from '../command-options.js';
+import { retryFailedRuns } from '../../admin/retry.js';
+import { findProduction } from '../../state/productions.js';
+import { printableLine, terminalJson } from '../../core/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 import { datasetName, nonNegativeInt, positiveInt, runList } from '../parse.js';
 

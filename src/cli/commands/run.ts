@@ -1,16 +1,16 @@
 import type { Command } from 'commander';
 import { sql } from 'kysely';
 import { fillTemplate } from '../../config/templates.js';
-import { OperatorLoop, type AbortReason, type LoopOptions } from '../../coordinator/loop.js';
-import { findProduction, type Production } from '../../coordinator/productions.js';
-import { DEFAULT_LEASE_SECONDS } from '../../coordinator/sessions.js';
+import { OperatorLoop, type AbortReason, type LoopOptions } from '../../session/operator-loop.js';
+import { findProduction, type Production } from '../../state/productions.js';
+import { DEFAULT_LEASE_SECONDS } from '../../state/sessions.js';
 import { isDatabaseUnavailable } from '../../db/connection.js';
 import { attachPlainLog } from '../../display/plain.js';
-import { printableLine } from '../../display/sanitize.js';
+import { printableLine } from '../../core/sanitize.js';
 import { outputPaths, stagedInputPath, templateValues } from '../../outputs/paths.js';
-import { sourceUrl } from '../../transfers/index.js';
+import { sourceUrl } from '../../archives/index.js';
 import { openContext, type Context, type GlobalOptions } from '../context.js';
-import { ExpectedError } from '../errors.js';
+import { ExpectedError } from '../../core/errors.js';
 import { commaList, FLAG_MAXIMA, nonNegativeInt, percent, positiveInt } from '../parse.js';
 import { startNewProduction } from './new.js';
 

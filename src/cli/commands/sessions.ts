@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { sql } from 'kysely';
-import { findProduction, getProduction } from '../../coordinator/productions.js';
-import { reapExpiredSessions, removeReturnedFiles } from '../../coordinator/sessions.js';
-import { adoptionDeciderFor } from '../../coordinator/adoption.js';
-import { printableLine, terminalJson } from '../../display/sanitize.js';
+import { findProduction, getProduction } from '../../state/productions.js';
+import { reapExpiredSessions, removeReturnedFiles } from '../../state/sessions.js';
+import { adoptionDeciderFor } from '../../state/adoption.js';
+import { printableLine, terminalJson } from '../../core/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 import { textTable } from '../table.js';
 

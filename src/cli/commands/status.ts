@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { readCounts } from '../../coordinator/counts.js';
-import { findProduction, listProductions } from '../../coordinator/productions.js';
-import { RUN_STATUSES, STATUS_LETTERS } from '../../coordinator/statuses.js';
-import { readParentWait, readThroughput } from '../../bookkeeping/throughput.js';
+import { readCounts } from '../../state/counts.js';
+import { findProduction, listProductions } from '../../state/productions.js';
+import { RUN_STATUSES, STATUS_LETTERS } from '../../core/statuses.js';
+import { readParentWait, readThroughput } from '../../admin/throughput.js';
 import { formatEta } from '../../display/format.js';
-import { printableLine, terminalJson } from '../../display/sanitize.js';
+import { printableLine, terminalJson } from '../../core/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 import { positiveInt } from '../parse.js';
 import { textTable } from '../table.js';

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { addProductionFlags, type ProductionFlags } from '../../bookkeeping/command-options.js';
-import { checkFinishedRuns, returnDamagedRuns } from '../../bookkeeping/validate.js';
-import { findProduction } from '../../coordinator/productions.js';
-import { EXIT } from '../errors.js';
-import { printableLine, terminalJson } from '../../display/sanitize.js';
+import { addProductionFlags, type ProductionFlags } from '../command-options.js';
+import { checkFinishedRuns, returnDamagedRuns } from '../../admin/validate.js';
+import { findProduction } from '../../state/productions.js';
+import { EXIT } from '../../core/errors.js';
+import { printableLine, terminalJson } from '../../core/sanitize.js';
 import { withContext, type GlobalOptions } from '../context.js';
 
 export function registerValidate(program: Command): void {

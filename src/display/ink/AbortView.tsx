@@ -1,4 +1,4 @@
-import type { SnapshotAbort } from '../../coordinator/snapshot.js';
+import type { SnapshotAbort } from '../../session/snapshot.js';
 import { formatCount } from '../format.js';
 import { Lines, packSegs, type Seg, type SegLine } from './theme.js';
 

@@ -1,4 +1,4 @@
-import type { Snapshot, SnapshotAlert } from '../../coordinator/snapshot.js';
+import type { Snapshot, SnapshotAlert } from '../../session/snapshot.js';
 import { formatAge, formatClock } from '../format.js';
 import { Lines, packSegs, type SegLine, type Tone } from './theme.js';
 

@@ -1,5 +1,5 @@
 import { Box } from 'ink';
-import type { Snapshot } from '../../coordinator/snapshot.js';
+import type { Snapshot } from '../../session/snapshot.js';
 import { AbortView, abortWanted } from './AbortView.js';
 import { Banner, bannerWanted } from './Banner.js';
 import { Events, eventsWanted } from './Events.js';
@@ -159,7 +159,7 @@ export function planDashboard(snapshot: Snapshot, columns: number, rows: number,
  */
 export function Dashboard({ snapshot: raw, columns, rows, now = raw.at, keysEnabled = raw.keysEnabled, color }: DashboardProps) {
   // Texts from others (job stderr, pause reasons, tags, host names) lose their control sequences
-  // before the layout measures them: see src/display/sanitize.ts.
+  // before the layout measures them: see src/core/sanitize.ts.
   const snapshot = printableSnapshot(raw);
   const l = planDashboard(snapshot, columns, rows, now);
   const main =

@@ -1,4 +1,4 @@
-import type { SnapshotEvent } from '../../coordinator/snapshot.js';
+import type { SnapshotEvent } from '../../session/snapshot.js';
 import { fit, formatClock } from '../format.js';
 import { EVENT_TONES, Lines, type SegLine } from './theme.js';
 

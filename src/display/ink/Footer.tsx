@@ -1,4 +1,4 @@
-import type { Snapshot } from '../../coordinator/snapshot.js';
+import type { Snapshot } from '../../session/snapshot.js';
 import { Lines, type SegLine } from './theme.js';
 
 function key(k: string, what: string): SegLine {

@@ -1,4 +1,4 @@
-import type { Snapshot } from '../../coordinator/snapshot.js';
+import type { Snapshot } from '../../session/snapshot.js';
 import { formatAge, formatDuration, shortId } from '../format.js';
 import { Lines, packSegs, type SegLine } from './theme.js';
 

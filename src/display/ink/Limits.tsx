@@ -1,4 +1,4 @@
-import type { Snapshot } from '../../coordinator/snapshot.js';
+import type { Snapshot } from '../../session/snapshot.js';
 import { formatCount, textBar } from '../format.js';
 import { Lines, packSegs, type Seg, type SegLine, type Tone } from './theme.js';
 

@@ -1,5 +1,5 @@
-import type { Snapshot } from '../../coordinator/snapshot.js';
-import { emptyCounts, RUN_STATUSES, STATUS_LETTERS } from '../../coordinator/statuses.js';
+import type { Snapshot } from '../../session/snapshot.js';
+import { emptyCounts, RUN_STATUSES, STATUS_LETTERS } from '../../core/statuses.js';
 import { formatCount, formatEta, formatPercent, textBar, truncate } from '../format.js';
 import { Lines, packSegs, STATUS_TONES, type SegLine } from './theme.js';
 

@@ -1,5 +1,5 @@
-import type { SnapshotRun } from '../../coordinator/snapshot.js';
-import { STATUS_LETTERS, type RunStatus } from '../../coordinator/statuses.js';
+import type { SnapshotRun } from '../../session/snapshot.js';
+import { STATUS_LETTERS, type RunStatus } from '../../core/statuses.js';
 import { fit, formatAge, formatBytes, formatCount, formatRate, formatPercent, textBar } from '../format.js';
 import { Lines, STATUS_TONES, type Seg, type SegLine } from './theme.js';
 

@@ -1,4 +1,4 @@
-import type { SnapshotSession } from '../../coordinator/snapshot.js';
+import type { SnapshotSession } from '../../session/snapshot.js';
 import { fit, formatAge, formatCount, formatDuration, shortId } from '../format.js';
 import { Lines, type SegLine } from './theme.js';
 

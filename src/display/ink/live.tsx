@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { render, useInput, useStdin, useStdout } from 'ink';
-import type { OperatorControls, Snapshot, SnapshotSource } from '../../coordinator/snapshot.js';
-import { printable } from '../sanitize.js';
+import type { OperatorControls, Snapshot, SnapshotSource } from '../../session/snapshot.js';
+import { printable } from '../../core/sanitize.js';
 import { Dashboard } from './Dashboard.js';
 import { colorAllowed } from './theme.js';
 

@@ -1,5 +1,5 @@
-import type { Snapshot } from '../../coordinator/snapshot.js';
-import { needsEscaping, printableLine } from '../sanitize.js';
+import type { Snapshot } from '../../session/snapshot.js';
+import { needsEscaping, printableLine } from '../../core/sanitize.js';
 
 /**
  * The snapshot with every text that someone else wrote (event texts, banner messages, the pause

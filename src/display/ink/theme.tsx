@@ -1,8 +1,8 @@
 import { createContext, useContext } from 'react';
 import { Box, Text } from 'ink';
-import type { RunStatus } from '../../coordinator/statuses.js';
-import type { SnapshotEvent } from '../../coordinator/snapshot.js';
-import { printableLine } from '../sanitize.js';
+import type { RunStatus } from '../../core/statuses.js';
+import type { SnapshotEvent } from '../../session/snapshot.js';
+import { printableLine } from '../../core/sanitize.js';
 
 /**
  * The colours the display uses. Colour only ever repeats what the text already
