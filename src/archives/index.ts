@@ -1,5 +1,5 @@
-import type { FrozenType } from '../config/config.js';
 import type { Archive } from './archive.js';
+import type { ArchiveOptions } from './archive-config.js';
 import { createFileArchive } from './file.js';
 import { createSftpArchive } from './sftp.js';
 
@@ -7,7 +7,7 @@ import { createSftpArchive } from './sftp.js';
  * The archive for a production's inputs, by the scheme of a resolved source URL (plain paths are
  * file://). `sourceTemplate` is the type's input.source: a file archive's root is its fixed part.
  */
-export async function createArchive(scheme: string, options: FrozenType['archive'], sourceTemplate?: string): Promise<Archive> {
+export async function createArchive(scheme: string, options: ArchiveOptions, sourceTemplate?: string): Promise<Archive> {
   switch (scheme) {
     case 'file':
       return createFileArchive({ parallel: options.parallel, root: sourceTemplate === undefined ? undefined : fileArchiveRoot(sourceTemplate) });

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { DEFAULT_INPUT_BYTES, type ArchiveOptions } from '../archives/archive-config.js';
 import { ExpectedError } from '../core/errors.js';
 import { checkJobEnvironment, checkJobOptions } from '../grids/index.js';
+import { BACKENDS, type Backend, type JobSection } from '../grids/job-options.js';
 import { jsonErrorLocation } from './json-position.js';
 import { parseSize } from './size.js';
 import { checkTemplate, fillSome, TemplateError } from './templates.js';
@@ -13,8 +15,9 @@ import { checkTemplate, fillSome, TemplateError } from './templates.js';
  * runs the identical definition whatever their local file says.
  */
 
-export const BACKENDS = ['local', 'slurm', 'sge', 'htcondor'] as const;
-export type Backend = (typeof BACKENDS)[number];
+// Re-exported: the sections' types live with the layer that uses them (grids, archives).
+export { BACKENDS, type Backend, type JobSection } from '../grids/job-options.js';
+export { DEFAULT_INPUT_BYTES, type ArchiveOptions } from '../archives/archive-config.js';
 
 export interface QuotaConfig {
   /** Shell command printing the usage of the staging area, e.g. `mmlsquota -j staging gpfs0`. */
@@ -24,25 +27,6 @@ export interface QuotaConfig {
   /** Unit of bare numbers in the output: B (default), K, M, G or T (powers of 1024); e.g. K for `lfs quota`. */
   unit: 'B' | 'K' | 'M' | 'G' | 'T';
 }
-
-export interface ArchiveOptions {
-  /** Downloads at once (default 2). */
-  parallel: number;
-  /** Command run with the list of files about to be fetched (tape-backed archives). */
-  prestage: string | null;
-  /** Seconds without progress before a download is abandoned and retried. */
-  timeoutSeconds: number;
-  /** Download tries before the run goes back to `new` with the error. */
-  retries: number;
-  /**
-   * Bytes reserved in the staging area for a run whose catalogue entry has no size (default 1 GiB),
-   * so that such downloads cannot overfill it. Absent from configs frozen before it existed.
-   */
-  defaultBytes?: number;
-}
-
-/** Reservation for a run without a catalogue size, when the config does not say. */
-export const DEFAULT_INPUT_BYTES = 2 ** 30;
 
 export type InputConfig = { kind: 'archive'; source: string } | { kind: 'parent'; output: string };
 
@@ -55,11 +39,7 @@ export interface FrozenType {
   stagingDir: string;
   input: InputConfig;
   archive: ArchiveOptions;
-  /**
-   * environment: names of variables jobs get from the coordinator's environment besides the base
-   * set (src/grids/batch-script.ts); absent from configs frozen before it existed, and when not given.
-   */
-  job: { backend: Backend; script: string; options: Record<string, unknown>; environment?: string[] };
+  job: JobSection;
   outputs: Record<string, string>;
   maxAttempts: number;
   /**
@@ -179,6 +159,17 @@ function absolute(base: string, template: string): string {
   return isAbsolute(template) ? template : resolve(base, template);
 }
 
+/** Where a type's relative paths are resolved, and the shared directories its templates may name. */
+interface TypeContext {
+  f: Fields;
+  base: string;
+  dataDir: string;
+  stagingDir: string;
+  quota: QuotaConfig | null;
+  /** Every type's raw section, to check a `parent` names one. */
+  typesRaw: Record<string, unknown>;
+}
+
 export function validateConfig(raw: unknown, file: string): LoadedConfig {
   const f = new Fields(file);
   const base = dirname(file);
@@ -187,99 +178,131 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
   const dataDir = resolve(base, root.dataDir === undefined ? './data' : f.string(root.dataDir, 'dataDir'));
   const stagingDir = resolve(base, root.stagingDir === undefined ? './staging' : f.string(root.stagingDir, 'stagingDir'));
   const database = f.optionalString(root.database, 'database');
-  let quota: QuotaConfig | null = null;
-  if (root.quota !== undefined) {
-    const q = f.object(root.quota, 'quota');
-    f.onlyKeys(q, 'quota', ['command', 'pattern', 'unit']);
-    const unit = q.unit === undefined ? 'B' : f.string(q.unit, 'quota.unit');
-    if (!['B', 'K', 'M', 'G', 'T'].includes(unit)) f.fail('quota.unit', 'one of B, K, M, G, T', unit);
-    const pattern = f.string(q.pattern, 'quota.pattern');
-    let compiled: RegExp;
-    try {
-      compiled = new RegExp(pattern);
-    } catch (error) {
-      return f.fail('quota.pattern', `a regular expression (${(error as Error).message})`, pattern);
-    }
-    if (!/\(\?<used>/.test(compiled.source) || !/\(\?<limit>/.test(compiled.source)) f.fail('quota.pattern', 'a regular expression with named groups (?<used>...) and (?<limit>...)', pattern);
-    quota = { command: f.string(q.command, 'quota.command'), pattern, unit: unit as QuotaConfig['unit'] };
-  }
+  const quota = root.quota === undefined ? null : quotaFrom(f, root.quota);
   const typesRaw = f.object(root.types, 'types');
   if (Object.keys(typesRaw).length === 0) f.fail('types', 'at least one production type', typesRaw);
+  const context: TypeContext = { f, base, dataDir, stagingDir, quota, typesRaw };
   const types: Record<string, FrozenType> = {};
-  for (const [name, value] of Object.entries(typesRaw)) {
-    const path = `types.${name}`;
-    if (!/^[A-Za-z][\w-]*$/.test(name)) f.fail(path, 'a type name of letters, digits, - and _', name);
-    const t = f.object(value, path);
-    f.onlyKeys(t, path, ['parent', 'input', 'archive', 'job', 'outputs', 'maxAttempts', 'autoPause', '$comment']);
-    const parent = f.optionalString(t.parent, `${path}.parent`);
-    if (parent !== null && !(parent in typesRaw)) f.fail(`${path}.parent`, `the name of another type (${Object.keys(typesRaw).join(', ')})`, parent);
-    const inputRaw = f.object(t.input, `${path}.input`);
-    let input: InputConfig;
-    if (inputRaw.fromParent !== undefined) {
-      if (parent === null) f.fail(`${path}.input.fromParent`, 'a "parent" type to read from', inputRaw.fromParent);
-      input = { kind: 'parent', output: f.string(inputRaw.fromParent, `${path}.input.fromParent`) };
-    } else {
-      const source = f.template(inputRaw.source, `${path}.input.source`);
-      if (sourceHasPassword(source)) throw new ExpectedError(`${file}: ${path}.input.source: ${SOURCE_PASSWORD_REFUSED}`, 65);
-      const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(source)?.[1]?.toLowerCase();
-      if (scheme && scheme !== 'file' && scheme !== 'sftp') f.fail(`${path}.input.source`, 'a file:// or sftp:// URL, or a path', source);
-      input = { kind: 'archive', source: absolute(base, fillSome(source, { dataDir, stagingDir })) };
-    }
-    const archiveRaw = t.archive === undefined ? {} : f.object(t.archive, `${path}.archive`);
-    f.onlyKeys(archiveRaw, `${path}.archive`, ['parallel', 'prestage', 'timeoutSeconds', 'retries', 'defaultSize']);
-    const jobRaw = f.object(t.job, `${path}.job`);
-    f.onlyKeys(jobRaw, `${path}.job`, ['backend', 'script', 'options', 'environment']);
-    const backend = f.string(jobRaw.backend, `${path}.job.backend`);
-    if (!(BACKENDS as readonly string[]).includes(backend)) f.fail(`${path}.job.backend`, `one of ${BACKENDS.join(', ')}`, backend);
-    const jobOptions = jobRaw.options === undefined ? {} : f.object(jobRaw.options, `${path}.job.options`);
-    try {
-      checkJobOptions(backend as Backend, jobOptions, `${path}.job.options`);
-    } catch (error) {
-      throw new ExpectedError(`${file}: ${(error as Error).message}`, 65);
-    }
-    let jobEnvironment: string[] | undefined;
-    try {
-      jobEnvironment = jobRaw.environment === undefined ? undefined : checkJobEnvironment(jobRaw.environment, `${path}.job.environment`);
-    } catch (error) {
-      throw new ExpectedError(`${file}: ${(error as Error).message}.`, 65);
-    }
-    const outputsRaw = f.object(t.outputs, `${path}.outputs`);
-    if (Object.keys(outputsRaw).length === 0) f.fail(`${path}.outputs`, 'at least one output', outputsRaw);
-    const outputs: Record<string, string> = {};
-    for (const [key, template] of Object.entries(outputsRaw)) {
-      if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(key)) f.fail(`${path}.outputs.${key}`, 'an output name of letters, digits and _ (it becomes OUTPUT_<NAME>)', key);
-      outputs[key] = absolute(base, fillSome(f.template(template, `${path}.outputs.${key}`), { dataDir, stagingDir }));
-    }
-    const autoPauseRaw = t.autoPause === undefined ? {} : f.object(t.autoPause, `${path}.autoPause`);
-    types[name] = {
-      type: name,
-      configFile: file,
-      parent,
-      dataDir,
-      stagingDir,
-      input,
-      archive: {
-        parallel: f.positiveInt(archiveRaw.parallel, `${path}.archive.parallel`, 2),
-        prestage: f.optionalString(archiveRaw.prestage, `${path}.archive.prestage`),
-        timeoutSeconds: f.positiveInt(archiveRaw.timeoutSeconds, `${path}.archive.timeoutSeconds`, 120),
-        retries: f.positiveInt(archiveRaw.retries, `${path}.archive.retries`, 3),
-        defaultBytes: f.size(archiveRaw.defaultSize, `${path}.archive.defaultSize`, DEFAULT_INPUT_BYTES),
-      },
-      job: {
-        backend: backend as Backend,
-        script: absolute(base, f.string(jobRaw.script, `${path}.job.script`)),
-        options: jobOptions,
-        ...(jobEnvironment === undefined ? {} : { environment: jobEnvironment }),
-      },
-      outputs,
-      maxAttempts: f.positiveInt(t.maxAttempts, `${path}.maxAttempts`, 3),
-      autoPause: {
-        failures: f.positiveInt(autoPauseRaw.failures, `${path}.autoPause.failures`, 10),
-        infrastructure: f.positiveInt(autoPauseRaw.infrastructure, `${path}.autoPause.infrastructure`, DEFAULT_INFRASTRUCTURE_FAILURES),
-      },
-      quota,
-    };
+  for (const [name, value] of Object.entries(typesRaw)) types[name] = typeFrom(context, name, value);
+  checkParentOutputs(f, types);
+  return { file, database, types };
+}
+
+function quotaFrom(f: Fields, value: unknown): QuotaConfig {
+  const q = f.object(value, 'quota');
+  f.onlyKeys(q, 'quota', ['command', 'pattern', 'unit']);
+  const unit = q.unit === undefined ? 'B' : f.string(q.unit, 'quota.unit');
+  if (!['B', 'K', 'M', 'G', 'T'].includes(unit)) f.fail('quota.unit', 'one of B, K, M, G, T', unit);
+  const pattern = f.string(q.pattern, 'quota.pattern');
+  let compiled: RegExp;
+  try {
+    compiled = new RegExp(pattern);
+  } catch (error) {
+    return f.fail('quota.pattern', `a regular expression (${(error as Error).message})`, pattern);
   }
+  if (!/\(\?<used>/.test(compiled.source) || !/\(\?<limit>/.test(compiled.source)) f.fail('quota.pattern', 'a regular expression with named groups (?<used>...) and (?<limit>...)', pattern);
+  return { command: f.string(q.command, 'quota.command'), pattern, unit: unit as QuotaConfig['unit'] };
+}
+
+/** One production type, frozen: every path absolute, every default filled. */
+function typeFrom(context: TypeContext, name: string, value: unknown): FrozenType {
+  const { f, typesRaw } = context;
+  const path = `types.${name}`;
+  if (!/^[A-Za-z][\w-]*$/.test(name)) f.fail(path, 'a type name of letters, digits, - and _', name);
+  const t = f.object(value, path);
+  f.onlyKeys(t, path, ['parent', 'input', 'archive', 'job', 'outputs', 'maxAttempts', 'autoPause', '$comment']);
+  const parent = f.optionalString(t.parent, `${path}.parent`);
+  if (parent !== null && !(parent in typesRaw)) f.fail(`${path}.parent`, `the name of another type (${Object.keys(typesRaw).join(', ')})`, parent);
+  // Checked in this order so that of several mistakes the same one is named first as ever.
+  const input = inputFrom(context, t.input, `${path}.input`, parent);
+  const archiveRaw = t.archive === undefined ? {} : f.object(t.archive, `${path}.archive`);
+  f.onlyKeys(archiveRaw, `${path}.archive`, ['parallel', 'prestage', 'timeoutSeconds', 'retries', 'defaultSize']);
+  const job = jobFrom(context, t.job, `${path}.job`);
+  const outputs = outputsFrom(context, t.outputs, `${path}.outputs`);
+  const autoPauseRaw = t.autoPause === undefined ? {} : f.object(t.autoPause, `${path}.autoPause`);
+  return {
+    type: name,
+    configFile: f.file,
+    parent,
+    dataDir: context.dataDir,
+    stagingDir: context.stagingDir,
+    input,
+    archive: archiveFrom(f, archiveRaw, `${path}.archive`),
+    job,
+    outputs,
+    maxAttempts: f.positiveInt(t.maxAttempts, `${path}.maxAttempts`, 3),
+    autoPause: {
+      failures: f.positiveInt(autoPauseRaw.failures, `${path}.autoPause.failures`, 10),
+      infrastructure: f.positiveInt(autoPauseRaw.infrastructure, `${path}.autoPause.infrastructure`, DEFAULT_INFRASTRUCTURE_FAILURES),
+    },
+    quota: context.quota,
+  };
+}
+
+function inputFrom(context: TypeContext, value: unknown, path: string, parent: string | null): InputConfig {
+  const { f } = context;
+  const inputRaw = f.object(value, path);
+  if (inputRaw.fromParent !== undefined) {
+    if (parent === null) f.fail(`${path}.fromParent`, 'a "parent" type to read from', inputRaw.fromParent);
+    return { kind: 'parent', output: f.string(inputRaw.fromParent, `${path}.fromParent`) };
+  }
+  const source = f.template(inputRaw.source, `${path}.source`);
+  if (sourceHasPassword(source)) throw new ExpectedError(`${f.file}: ${path}.source: ${SOURCE_PASSWORD_REFUSED}`, 65);
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(source)?.[1]?.toLowerCase();
+  if (scheme && scheme !== 'file' && scheme !== 'sftp') f.fail(`${path}.source`, 'a file:// or sftp:// URL, or a path', source);
+  return { kind: 'archive', source: absolute(context.base, fillSome(source, { dataDir: context.dataDir, stagingDir: context.stagingDir })) };
+}
+
+function archiveFrom(f: Fields, archiveRaw: Record<string, unknown>, path: string): ArchiveOptions {
+  return {
+    parallel: f.positiveInt(archiveRaw.parallel, `${path}.parallel`, 2),
+    prestage: f.optionalString(archiveRaw.prestage, `${path}.prestage`),
+    timeoutSeconds: f.positiveInt(archiveRaw.timeoutSeconds, `${path}.timeoutSeconds`, 120),
+    retries: f.positiveInt(archiveRaw.retries, `${path}.retries`, 3),
+    defaultBytes: f.size(archiveRaw.defaultSize, `${path}.defaultSize`, DEFAULT_INPUT_BYTES),
+  };
+}
+
+function jobFrom(context: TypeContext, value: unknown, path: string): JobSection {
+  const { f } = context;
+  const jobRaw = f.object(value, path);
+  f.onlyKeys(jobRaw, path, ['backend', 'script', 'options', 'environment']);
+  const backend = f.string(jobRaw.backend, `${path}.backend`);
+  if (!(BACKENDS as readonly string[]).includes(backend)) f.fail(`${path}.backend`, `one of ${BACKENDS.join(', ')}`, backend);
+  const jobOptions = jobRaw.options === undefined ? {} : f.object(jobRaw.options, `${path}.options`);
+  try {
+    checkJobOptions(backend as Backend, jobOptions, `${path}.options`);
+  } catch (error) {
+    throw new ExpectedError(`${f.file}: ${(error as Error).message}`, 65);
+  }
+  let jobEnvironment: string[] | undefined;
+  try {
+    jobEnvironment = jobRaw.environment === undefined ? undefined : checkJobEnvironment(jobRaw.environment, `${path}.environment`);
+  } catch (error) {
+    throw new ExpectedError(`${f.file}: ${(error as Error).message}.`, 65);
+  }
+  return {
+    backend: backend as Backend,
+    script: absolute(context.base, f.string(jobRaw.script, `${path}.script`)),
+    options: jobOptions,
+    ...(jobEnvironment === undefined ? {} : { environment: jobEnvironment }),
+  };
+}
+
+function outputsFrom(context: TypeContext, value: unknown, path: string): Record<string, string> {
+  const { f } = context;
+  const outputsRaw = f.object(value, path);
+  if (Object.keys(outputsRaw).length === 0) f.fail(path, 'at least one output', outputsRaw);
+  const outputs: Record<string, string> = {};
+  for (const [key, template] of Object.entries(outputsRaw)) {
+    if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(key)) f.fail(`${path}.${key}`, 'an output name of letters, digits and _ (it becomes OUTPUT_<NAME>)', key);
+    outputs[key] = absolute(context.base, fillSome(f.template(template, `${path}.${key}`), { dataDir: context.dataDir, stagingDir: context.stagingDir }));
+  }
+  return outputs;
+}
+
+/** A child type's fromParent names an output its parent has (checked once every type is read). */
+function checkParentOutputs(f: Fields, types: Record<string, FrozenType>): void {
   for (const type of Object.values(types)) {
     if (type.input.kind === 'parent') {
       const parentOutputs = types[type.parent!]!.outputs;
@@ -288,7 +311,6 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
       }
     }
   }
-  return { file, database, types };
 }
 
 export function typeFromConfig(config: LoadedConfig, type: string): FrozenType {

@@ -1,7 +1,7 @@
-import type { FrozenType } from '../config/config.js';
 import { jobEnvironmentProblem } from './batch-script.js';
 import type { Grid } from './grid.js';
 import { createHtcondorGrid, htcondorOptionsFrom } from './htcondor.js';
+import type { Backend, JobSection } from './job-options.js';
 import { createLocalGrid, type LocalGridOptions } from './local.js';
 import { createSgeGrid, sgeOptionsFrom } from './sge.js';
 import { createSlurmGrid, slurmOptionsFrom } from './slurm.js';
@@ -10,7 +10,7 @@ import { createSlurmGrid, slurmOptionsFrom } from './slurm.js';
  * Checks a backend's `job.options` (throws with the option's path on a typo);
  * called when the config is validated, so a mistake surfaces at `new`, not at submit.
  */
-export function checkJobOptions(backend: FrozenType['job']['backend'], options: Record<string, unknown>, where: string): void {
+export function checkJobOptions(backend: Backend, options: Record<string, unknown>, where: string): void {
   switch (backend) {
     case 'slurm':
       slurmOptionsFrom(options, where);
@@ -37,7 +37,7 @@ export function checkJobEnvironment(value: unknown, where: string): string[] {
 }
 
 /** The grid a production's frozen config names. */
-export async function createGrid(job: FrozenType['job'], local: LocalGridOptions = {}): Promise<Grid> {
+export async function createGrid(job: JobSection, local: LocalGridOptions = {}): Promise<Grid> {
   // Configs frozen before job.environment existed have none: the base set only.
   const environment = job.environment ?? [];
   switch (job.backend) {
