@@ -5,84 +5,115 @@
  * after JSON.parse has failed.
  */
 export function jsonErrorLocation(text: string): { line: number; column: number; expected: string } {
-  let i = 0;
-  const fail = (expected: string): never => {
-    throw Object.assign(new Error('json'), { at: i, expected });
-  };
-  const ws = () => {
-    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
-  };
-  const literal = (word: string) => {
-    if (text.startsWith(word, i)) i += word.length;
-    else fail('a value');
-  };
-  const string = () => {
-    if (text[i] !== '"') fail('a string in double quotes');
-    i++;
-    while (i < text.length && text[i] !== '"') {
-      if (text[i] === '\n') fail('a closing " before the end of the line');
-      i += text[i] === '\\' ? 2 : 1;
-    }
-    if (text[i] !== '"') fail('a closing "');
-    i++;
-  };
-  const value = (): void => {
-    ws();
-    const c = text[i];
-    if (c === '{') {
-      i++;
-      ws();
-      if (text[i] === '}') return void i++;
-      for (;;) {
-        ws();
-        string();
-        ws();
-        if (text[i] !== ':') fail('":" after a key');
-        i++;
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === '}') return void i++;
-        fail('"," or "}"');
-      }
-    } else if (c === '[') {
-      i++;
-      ws();
-      if (text[i] === ']') return void i++;
-      for (;;) {
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === ']') return void i++;
-        fail('"," or "]"');
-      }
-    } else if (c === '"') string();
-    else if (c === 't') literal('true');
-    else if (c === 'f') literal('false');
-    else if (c === 'n') literal('null');
-    else if (c !== undefined && /[-0-9]/.test(c)) {
-      const match = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
-      if (!match) fail('a number');
-      i += match![0].length;
-    } else fail('a value');
-  };
+  const scan = new JsonScan(text);
   try {
-    value();
-    ws();
-    if (i < text.length) fail('the end of the file');
+    scan.value();
+    scan.ws();
+    if (scan.i < text.length) scan.fail('the end of the file');
   } catch (error) {
-    const found = error as { at?: number; expected?: string };
-    if (found.at === undefined) throw error;
-    i = found.at;
-    const before = text.slice(0, i);
+    if (!(error instanceof JsonSyntax)) throw error;
+    const before = text.slice(0, error.at);
     const line = before.split('\n').length;
-    return { line, column: i - before.lastIndexOf('\n'), expected: found.expected ?? 'valid JSON' };
+    return { line, column: error.at - before.lastIndexOf('\n'), expected: error.expected };
   }
   return { line: 1, column: 1, expected: 'valid JSON' };
+}
+
+/** The first place the scan found that is not JSON, and what it expected there. */
+class JsonSyntax extends Error {
+  constructor(
+    readonly at: number,
+    readonly expected: string,
+  ) {
+    super('json');
+  }
+}
+
+/** The scan: `i` is the position reached; each method reads one JSON element from there or throws JsonSyntax. */
+class JsonScan {
+  i = 0;
+  constructor(private readonly text: string) {}
+
+  fail(expected: string): never {
+    throw new JsonSyntax(this.i, expected);
+  }
+
+  ws(): void {
+    while (this.i < this.text.length && ' \t\n\r'.includes(this.text[this.i]!)) this.i++;
+  }
+
+  value(): void {
+    this.ws();
+    const c = this.text[this.i];
+    if (c === '{') this.object();
+    else if (c === '[') this.array();
+    else if (c === '"') this.string();
+    else if (c === 't') this.literal('true');
+    else if (c === 'f') this.literal('false');
+    else if (c === 'n') this.literal('null');
+    else if (c !== undefined && /[-0-9]/.test(c)) this.number();
+    else this.fail('a value');
+  }
+
+  private object(): void {
+    this.i++;
+    this.ws();
+    if (this.text[this.i] === '}') return void this.i++;
+    for (;;) {
+      this.ws();
+      this.string();
+      this.ws();
+      if (this.text[this.i] !== ':') this.fail('":" after a key');
+      this.i++;
+      this.value();
+      if (this.endOfList('}')) return;
+    }
+  }
+
+  private array(): void {
+    this.i++;
+    this.ws();
+    if (this.text[this.i] === ']') return void this.i++;
+    for (;;) {
+      this.value();
+      if (this.endOfList(']')) return;
+    }
+  }
+
+  /** After an element of an object or array: true at its closing bracket, false after a comma. */
+  private endOfList(close: '}' | ']'): boolean {
+    this.ws();
+    if (this.text[this.i] === ',') {
+      this.i++;
+      return false;
+    }
+    if (this.text[this.i] === close) {
+      this.i++;
+      return true;
+    }
+    return this.fail(`"," or "${close}"`);
+  }
+
+  private string(): void {
+    const text = this.text;
+    if (text[this.i] !== '"') this.fail('a string in double quotes');
+    this.i++;
+    while (this.i < text.length && text[this.i] !== '"') {
+      if (text[this.i] === '\n') this.fail('a closing " before the end of the line');
+      this.i += text[this.i] === '\\' ? 2 : 1;
+    }
+    if (text[this.i] !== '"') this.fail('a closing "');
+    this.i++;
+  }
+
+  private literal(word: string): void {
+    if (this.text.startsWith(word, this.i)) this.i += word.length;
+    else this.fail('a value');
+  }
+
+  private number(): void {
+    const match = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(this.text.slice(this.i));
+    if (!match) this.fail('a number');
+    this.i += match[0].length;
+  }
 }

@@ -57,83 +57,79 @@ export function createLocalGrid(options: LocalGridOptions = {}): Grid {
   const grace = (options.killGraceSeconds ?? 5) * 1000;
   return {
     backend: 'local',
-
-    async submit(job: JobSpec): Promise<string> {
-      await mkdir(job.workDir, { recursive: true });
-      await mkdir(dirname(job.statusPath), { recursive: true });
-      // The job runs on this host: a gated job whose submitter (this process) is gone need not wait.
-      const [command, ...args] = wrapperCommand(job, { submitterPid: process.pid });
-      const child = spawn(command!, args, {
-        cwd: job.workDir,
-        detached: true,
-        stdio: 'ignore',
-        // Never this process's environment as it is: it holds the shifter's secrets.
-        env: jobEnvironment(job, options.environment),
-      });
-      const pid = await new Promise<number>((resolve, reject) => {
-        child.once('spawn', () => resolve(child.pid!));
-        child.once('error', reject);
-      });
-      child.once('exit', () => options.onJobExit?.());
-      child.unref();
-      return `local:${HOST}:${pid}`;
-    },
-
+    submit: (job) => submitLocalJob(job, options),
     async poll(jobs: readonly JobRef[]): Promise<Map<string, JobState>> {
       const states = new Map<string, JobState>();
-      for (const { jobId, statusPath } of jobs) {
-        const status = await readWrapperStatus(statusPath);
-        if (status?.exit !== undefined) {
-          states.set(jobId, { state: 'done', exitCode: status.exit, host: status.host });
-          continue;
-        }
-        const id = parseLocalJobId(jobId);
-        if (!id) {
-          states.set(jobId, { state: 'lost', reason: `${jobId} is not a local job id` });
-        } else if (id.host !== HOST) {
-          // Another host's process: only its status file can tell, and it says it has not ended.
-          states.set(jobId, status ? { state: 'running', host: id.host } : { state: 'queued' });
-        } else if (await isOurWrapper(id.pid, statusPath)) {
-          states.set(jobId, status ? { state: 'running', host: HOST } : { state: 'queued' });
-        } else {
-          // Re-read: the job may have ended between the two looks.
-          const again = await readWrapperStatus(statusPath);
-          states.set(
-            jobId,
-            again?.exit !== undefined
-              ? { state: 'done', exitCode: again.exit, host: again.host }
-              : { state: 'lost', reason: `process ${id.pid} on ${HOST} is gone without recording an exit code (killed with SIGKILL?)` },
-          );
-        }
-      }
+      for (const { jobId, statusPath } of jobs) states.set(jobId, await localJobState(jobId, statusPath));
       return states;
     },
-
-    async cancel(jobIds: readonly string[]): Promise<void> {
-      const groups = jobIds
-        .map(parseLocalJobId)
-        .filter((id): id is { host: string; pid: number } => id !== null && id.host === HOST && groupAlive(id.pid));
-      for (const { pid } of groups) {
-        try {
-          process.kill(-pid, 'SIGTERM');
-        } catch {
-          /* already gone */
-        }
-      }
-      const deadline = Date.now() + grace;
-      while (groups.some(({ pid }) => groupAlive(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      for (const { pid } of groups) {
-        if (!groupAlive(pid)) continue;
-        try {
-          process.kill(-pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
-    },
-
+    cancel: (jobIds) => cancelLocalJobs(jobIds, grace),
     canReach(jobId: string): boolean {
       return parseLocalJobId(jobId)?.host === HOST;
     },
   };
+}
+
+/** Starts the wrapper detached, in its own session; its id is `local:HOST:PID`. */
+async function submitLocalJob(job: JobSpec, options: LocalGridOptions): Promise<string> {
+  await mkdir(job.workDir, { recursive: true });
+  await mkdir(dirname(job.statusPath), { recursive: true });
+  // The job runs on this host: a gated job whose submitter (this process) is gone need not wait.
+  const [command, ...args] = wrapperCommand(job, { submitterPid: process.pid });
+  const child = spawn(command!, args, {
+    cwd: job.workDir,
+    detached: true,
+    stdio: 'ignore',
+    // Never this process's environment as it is: it holds the shifter's secrets.
+    env: jobEnvironment(job, options.environment),
+  });
+  const pid = await new Promise<number>((resolve, reject) => {
+    child.once('spawn', () => resolve(child.pid!));
+    child.once('error', reject);
+  });
+  child.once('exit', () => options.onJobExit?.());
+  child.unref();
+  return `local:${HOST}:${pid}`;
+}
+
+/** What the status file and, on this host, the process table say about one job. */
+async function localJobState(jobId: string, statusPath: string): Promise<JobState> {
+  const status = await readWrapperStatus(statusPath);
+  if (status?.exit !== undefined) return { state: 'done', exitCode: status.exit, host: status.host };
+  const id = parseLocalJobId(jobId);
+  if (!id) return { state: 'lost', reason: `${jobId} is not a local job id` };
+  if (id.host !== HOST) {
+    // Another host's process: only its status file can tell, and it says it has not ended.
+    return status ? { state: 'running', host: id.host } : { state: 'queued' };
+  }
+  if (await isOurWrapper(id.pid, statusPath)) return status ? { state: 'running', host: HOST } : { state: 'queued' };
+  // Re-read: the job may have ended between the two looks.
+  const again = await readWrapperStatus(statusPath);
+  return again?.exit !== undefined
+    ? { state: 'done', exitCode: again.exit, host: again.host }
+    : { state: 'lost', reason: `process ${id.pid} on ${HOST} is gone without recording an exit code (killed with SIGKILL?)` };
+}
+
+/** SIGTERM to each job's process group on this host, SIGKILL to those still alive after the grace. */
+async function cancelLocalJobs(jobIds: readonly string[], grace: number): Promise<void> {
+  const groups = jobIds
+    .map(parseLocalJobId)
+    .filter((id): id is { host: string; pid: number } => id !== null && id.host === HOST && groupAlive(id.pid));
+  for (const { pid } of groups) {
+    try {
+      process.kill(-pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+  }
+  const deadline = Date.now() + grace;
+  while (groups.some(({ pid }) => groupAlive(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const { pid } of groups) {
+    if (!groupAlive(pid)) continue;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
 }

@@ -238,82 +238,9 @@ function groupByCluster<T extends { jobId: string }>(items: readonly T[]): Map<s
 
 export function createSlurmGrid(options: SlurmOptions, run: CommandRunner = runCommand): Grid {
   const timeoutMs = (options.commandTimeoutSeconds ?? 30) * 1000;
-  const slurm = (argv: string[], env?: NodeJS.ProcessEnv): Promise<CommandResult> =>
+  const slurm: Slurm = (argv, env) =>
     run(argv, { timeoutMs, ...(options.sshHost === undefined ? {} : { sshHost: options.sshHost }), ...(env === undefined ? {} : { env }) });
-  /** Set once sacct said accounting is off, so later polls skip straight to scontrol. */
-  let accountingDisabled = false;
-
-  async function squeue(ids: string[], cluster: string | undefined): Promise<Map<string, SlurmRecord>> {
-    const result = await slurm(['squeue', ...clusterArgs(cluster), '--noheader', '--states=all', '--format=%i|%T|%N', `--jobs=${ids.join(',')}`]);
-    if (result.code !== 0) {
-      // With a single id squeue fails when it has forgotten the job; that only means "not in the queue".
-      if (INVALID_JOB_ID.test(result.stderr)) return new Map();
-      throw new GridUnavailableError(`squeue failed: ${firstLine(result.stderr) || `exit ${result.code}`}`);
-    }
-    return parseSqueue(result.stdout);
-  }
-
-  async function sacct(ids: string[], cluster: string | undefined): Promise<Map<string, SlurmRecord>> {
-    if (accountingDisabled || ids.length === 0) return new Map();
-    const result = await slurm(['sacct', ...clusterArgs(cluster), '-n', '-P', '-X', '-j', ids.join(','), '--format=JobID,State,ExitCode,NodeList']);
-    if (result.code !== 0) {
-      if (/accounting storage is disabled/i.test(result.stderr)) accountingDisabled = true;
-      // Accounting down or not configured: fall back to scontrol, not an outage.
-      return new Map();
-    }
-    return parseSacct(result.stdout);
-  }
-
-  async function scontrol(id: string, cluster: string | undefined): Promise<SlurmRecord | undefined> {
-    const result = await slurm(['scontrol', ...(cluster === undefined ? [] : ['-M', cluster]), 'show', 'job', id]);
-    if (result.code !== 0) {
-      if (INVALID_JOB_ID.test(result.stderr)) return undefined;
-      throw new GridUnavailableError(`scontrol show job failed: ${firstLine(result.stderr) || `exit ${result.code}`}`);
-    }
-    return parseScontrolJob(result.stdout);
-  }
-
-  async function pollCluster(
-    group: { item: JobRef; id: string }[],
-    cluster: string | undefined,
-    answer: Map<string, JobState>,
-    options: PollOptions | undefined,
-  ): Promise<void> {
-    const queue = await squeue(group.map((entry) => entry.id), cluster);
-    // Jobs squeue shows as live are settled by it alone; finished or missing
-    // ones need the wrapper's record and an exit code from elsewhere.
-    const rest: { ref: JobRef; id: string; queued?: SlurmRecord; wrapper?: WrapperStatus }[] = [];
-    for (const { item, id } of group) {
-      const record = queue.get(id);
-      const kind = record === undefined ? undefined : classify(record.state);
-      if (record !== undefined && (kind === 'queued' || kind === 'running')) answer.set(item.jobId, slurmJobState(record, undefined));
-      else rest.push({ ref: item, id, ...(record === undefined ? {} : { queued: record }) });
-    }
-    await Promise.all(rest.map(async (entry) => {
-      const status = await readWrapperStatus(entry.ref.statusPath);
-      if (status !== undefined) entry.wrapper = status;
-    }));
-
-    const needDetail = rest.filter((entry) => {
-      // Finished per squeue and the wrapper has the exit code: nothing more to ask.
-      if (entry.queued !== undefined && (entry.wrapper?.exit !== undefined || classify(entry.queued.state) === 'unknown')) {
-        answer.set(entry.ref.jobId, slurmJobState(entry.queued, entry.wrapper));
-        return false;
-      }
-      return true;
-    });
-    // squeue is always asked; sacct and each scontrol only while the pass has time left.
-    const accounted = budgetUsed(options) ? new Map<string, SlurmRecord>() : await sacct(needDetail.map((entry) => entry.id), cluster);
-    for (const entry of needDetail) {
-      const fromAccounting = accounted.get(entry.id);
-      if (fromAccounting === undefined && budgetUsed(options)) {
-        answer.set(entry.ref.jobId, NOT_LOOKED_AT);
-        continue;
-      }
-      const record = fromAccounting ?? (await scontrol(entry.id, cluster)) ?? entry.queued;
-      answer.set(entry.ref.jobId, record === undefined ? stateFromWrapper(entry.wrapper, 'Slurm') : slurmJobState(record, entry.wrapper));
-    }
-  }
+  const queries = slurmQueries(slurm);
 
   return {
     backend: 'slurm',
@@ -328,7 +255,7 @@ export function createSlurmGrid(options: SlurmOptions, run: CommandRunner = runC
     async poll(jobs: readonly JobRef[], options?: PollOptions): Promise<Map<string, JobState>> {
       const answer = new Map<string, JobState>();
       // One squeue per cluster, each the bulk query of its jobs: made whatever the deadline.
-      for (const [cluster, group] of groupByCluster(jobs)) await pollCluster(group, cluster, answer, options);
+      for (const [cluster, group] of groupByCluster(jobs)) await pollCluster(queries, group, cluster, answer, options);
       return answer;
     },
 
@@ -347,4 +274,94 @@ export function createSlurmGrid(options: SlurmOptions, run: CommandRunner = runC
       return true;
     },
   };
+}
+
+/** A Slurm command run with the grid's timeout, over ssh when the grid says so. */
+type Slurm = (argv: string[], env?: NodeJS.ProcessEnv) => Promise<CommandResult>;
+
+/** The three ways to ask Slurm about jobs, each parsed into records by job id. */
+interface SlurmQueries {
+  squeue(ids: string[], cluster: string | undefined): Promise<Map<string, SlurmRecord>>;
+  sacct(ids: string[], cluster: string | undefined): Promise<Map<string, SlurmRecord>>;
+  scontrol(id: string, cluster: string | undefined): Promise<SlurmRecord | undefined>;
+}
+
+function slurmQueries(slurm: Slurm): SlurmQueries {
+  /** Set once sacct said accounting is off, so later polls skip straight to scontrol. */
+  let accountingDisabled = false;
+  return {
+    async squeue(ids, cluster) {
+      const result = await slurm(['squeue', ...clusterArgs(cluster), '--noheader', '--states=all', '--format=%i|%T|%N', `--jobs=${ids.join(',')}`]);
+      if (result.code !== 0) {
+        // With a single id squeue fails when it has forgotten the job; that only means "not in the queue".
+        if (INVALID_JOB_ID.test(result.stderr)) return new Map();
+        throw new GridUnavailableError(`squeue failed: ${firstLine(result.stderr) || `exit ${result.code}`}`);
+      }
+      return parseSqueue(result.stdout);
+    },
+
+    async sacct(ids, cluster) {
+      if (accountingDisabled || ids.length === 0) return new Map();
+      const result = await slurm(['sacct', ...clusterArgs(cluster), '-n', '-P', '-X', '-j', ids.join(','), '--format=JobID,State,ExitCode,NodeList']);
+      if (result.code !== 0) {
+        if (/accounting storage is disabled/i.test(result.stderr)) accountingDisabled = true;
+        // Accounting down or not configured: fall back to scontrol, not an outage.
+        return new Map();
+      }
+      return parseSacct(result.stdout);
+    },
+
+    async scontrol(id, cluster) {
+      const result = await slurm(['scontrol', ...(cluster === undefined ? [] : ['-M', cluster]), 'show', 'job', id]);
+      if (result.code !== 0) {
+        if (INVALID_JOB_ID.test(result.stderr)) return undefined;
+        throw new GridUnavailableError(`scontrol show job failed: ${firstLine(result.stderr) || `exit ${result.code}`}`);
+      }
+      return parseScontrolJob(result.stdout);
+    },
+  };
+}
+
+/** The states of one cluster's jobs: squeue for all, then the wrapper, sacct and scontrol for those it does not settle. */
+async function pollCluster(
+  queries: SlurmQueries,
+  group: { item: JobRef; id: string }[],
+  cluster: string | undefined,
+  answer: Map<string, JobState>,
+  options: PollOptions | undefined,
+): Promise<void> {
+  const queue = await queries.squeue(group.map((entry) => entry.id), cluster);
+  // Jobs squeue shows as live are settled by it alone; finished or missing
+  // ones need the wrapper's record and an exit code from elsewhere.
+  const rest: { ref: JobRef; id: string; queued?: SlurmRecord; wrapper?: WrapperStatus }[] = [];
+  for (const { item, id } of group) {
+    const record = queue.get(id);
+    const kind = record === undefined ? undefined : classify(record.state);
+    if (record !== undefined && (kind === 'queued' || kind === 'running')) answer.set(item.jobId, slurmJobState(record, undefined));
+    else rest.push({ ref: item, id, ...(record === undefined ? {} : { queued: record }) });
+  }
+  await Promise.all(rest.map(async (entry) => {
+    const status = await readWrapperStatus(entry.ref.statusPath);
+    if (status !== undefined) entry.wrapper = status;
+  }));
+
+  const needDetail = rest.filter((entry) => {
+    // Finished per squeue and the wrapper has the exit code: nothing more to ask.
+    if (entry.queued !== undefined && (entry.wrapper?.exit !== undefined || classify(entry.queued.state) === 'unknown')) {
+      answer.set(entry.ref.jobId, slurmJobState(entry.queued, entry.wrapper));
+      return false;
+    }
+    return true;
+  });
+  // squeue is always asked; sacct and each scontrol only while the pass has time left.
+  const accounted = budgetUsed(options) ? new Map<string, SlurmRecord>() : await queries.sacct(needDetail.map((entry) => entry.id), cluster);
+  for (const entry of needDetail) {
+    const fromAccounting = accounted.get(entry.id);
+    if (fromAccounting === undefined && budgetUsed(options)) {
+      answer.set(entry.ref.jobId, NOT_LOOKED_AT);
+      continue;
+    }
+    const record = fromAccounting ?? (await queries.scontrol(entry.id, cluster)) ?? entry.queued;
+    answer.set(entry.ref.jobId, record === undefined ? stateFromWrapper(entry.wrapper, 'Slurm') : slurmJobState(record, entry.wrapper));
+  }
 }
