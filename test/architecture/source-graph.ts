@@ -22,11 +22,14 @@ export interface LocalImport {
   specifier: string;
 }
 
-/** An import naming a relative path that is not a file in the tree. */
+/**
+ * An import the graph cannot follow: a relative path that is not a file in the tree, or an
+ * `import()` of a computed expression (specifier null), whose target no reader can see.
+ */
 export interface UnresolvedImport {
   from: string;
   line: number;
-  specifier: string;
+  specifier: string | null;
 }
 
 export function toPosix(path: string): string {
@@ -58,10 +61,10 @@ export function lineOf(file: SourceFile, pos: number): number {
 }
 
 /** Every module specifier in the file with the position it is written at, however it is imported. */
-function specifiersOf(file: SourceFile): { specifier: string; pos: number }[] {
-  const found: { specifier: string; pos: number }[] = [];
+function specifiersOf(file: SourceFile): { specifier: string | null; pos: number }[] {
+  const found: { specifier: string | null; pos: number }[] = [];
   const add = (node: ts.Node | undefined): void => {
-    if (node && ts.isStringLiteralLike(node)) found.push({ specifier: node.text, pos: node.getStart() });
+    if (node) found.push({ specifier: ts.isStringLiteralLike(node) ? node.text : null, pos: node.getStart() });
   };
   const visit = (node: ts.Node): void => {
     if (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) add(node.moduleSpecifier);
@@ -99,8 +102,12 @@ export function localImports(root: string, files: SourceFile[]): { imports: Loca
   const unresolved: UnresolvedImport[] = [];
   for (const file of files) {
     for (const { specifier, pos } of specifiersOf(file)) {
-      const to = resolveLocal(root, file.path, specifier, known);
       const line = lineOf(file, pos);
+      if (specifier === null) {
+        unresolved.push({ from: file.path, line, specifier });
+        continue;
+      }
+      const to = resolveLocal(root, file.path, specifier, known);
       if (to === undefined) unresolved.push({ from: file.path, line, specifier });
       else if (to !== null) imports.push({ from: file.path, to, line, specifier });
     }
