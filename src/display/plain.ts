@@ -1,4 +1,4 @@
-import type { LoopLine } from '../session/operator-loop.js';
+import type { LoopLine } from '../session/snapshot.js';
 import { printableLogText } from '../core/sanitize.js';
 
 /**

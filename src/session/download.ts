@@ -7,8 +7,10 @@ import { ArchiveAuthError, ArchiveUnavailableError, MissingInputError, type Arch
 import { sourceUrl } from '../archives/index.js';
 import { checksumMismatch } from '../archives/verify.js';
 import { diskFaultUnder, whyNotCreated } from '../core/disk-faults.js';
-import { identity, type HeldRunDetail, type JobContext } from './jobs.js';
-import { transitionRuns } from '../state/transition.js';
+import type { HeldRunDetail } from '../state/held-runs.js';
+import { toNewOrFailedFromDownload, toStaged } from '../state/moves.js';
+import { runIdentity } from './attempt-files.js';
+import { fenceOf, type JobContext } from './context.js';
 
 /**
  * One run's input download: to a temporary name in the staging area, checked
@@ -46,11 +48,11 @@ export interface DownloadHooks {
 export function inputUrl(context: JobContext, run: HeldRunDetail): URL {
   const config = context.production.config;
   if (config.input.kind !== 'archive') throw new Error('a child production reads its parent output in place');
-  return sourceUrl(run.source ?? fillTemplate(config.input.source, templateValues(config, identity(context, run))));
+  return sourceUrl(run.source ?? fillTemplate(config.input.source, templateValues(config, runIdentity(context.production, context.actor.user, run))));
 }
 
 export function stagedPathFor(context: JobContext, run: HeldRunDetail): string {
-  return stagedInputPath(context.production.config, identity(context, run), inputUrl(context, run).pathname);
+  return stagedInputPath(context.production.config, runIdentity(context.production, context.actor.user, run), inputUrl(context, run).pathname);
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -114,15 +116,7 @@ export async function downloadRun(
       // and another session may be staging the same path now) never touches the
       // staged name, and a crash in between leaves only names a reaper deletes.
       const moved = await recordedWhenTheDatabaseAnswers(signal, () =>
-        transitionRuns(context.db, {
-          productionId: production.id,
-          runs: [{ run: run.run, stagedPath: staged, stagedBytes: result.bytes }],
-          from: 'downloading',
-          to: 'staged',
-          owner: context.actor.sessionId,
-          actor: context.actor,
-          message: `staged ${result.bytes} bytes from ${url.protocol}//${url.host}${url.pathname}`,
-        }),
+        toStaged(context.db, fenceOf(context), { run: run.run, stagedPath: staged, stagedBytes: result.bytes }, `staged ${result.bytes} bytes from ${url.protocol}//${url.host}${url.pathname}`),
       );
       if (moved === null) {
         await rm(partial, { force: true });
@@ -183,16 +177,7 @@ async function recordedWhenTheDatabaseAnswers<T>(signal: AbortSignal, record: ()
 async function giveUp(context: JobContext, run: HeldRunDetail, error: string, countAttempt: boolean): Promise<DownloadOutcome> {
   const { production } = context;
   const to = countAttempt && run.attempts + 1 >= production.maxAttempts ? 'failed' : 'new';
-  const moved = await transitionRuns(context.db, {
-    productionId: production.id,
-    runs: [{ run: run.run, lastError: error }],
-    from: 'downloading',
-    to,
-    owner: context.actor.sessionId,
-    actor: context.actor,
-    countAttempt,
-    message: error,
-  });
+  const moved = await toNewOrFailedFromDownload(context.db, fenceOf(context), { run: run.run, lastError: error }, to, countAttempt);
   if (moved.length === 0) return { kind: 'lost-ownership', run: run.run };
   return { kind: to === 'failed' ? 'failed' : 'returned', run: run.run, error };
 }

@@ -1,4 +1,5 @@
-import type { RunStatus, StatusCounts } from '../core/statuses.js';
+import { isOnGrid } from '../core/held-run.js';
+import type { HeldStatus, RunStatus, StatusCounts } from '../core/statuses.js';
 
 /**
  * Everything a display shows, published by the operator loop. The display is a
@@ -148,4 +149,89 @@ export interface OperatorControls {
   togglePauseClaiming(): void;
   /** Ctrl-C: abort with rollback. */
   abort(): void;
+}
+
+/** One line of the plain log: an event as it happens. */
+export type LoopLine = Omit<SnapshotEvent, 'at'>;
+
+/** A download under way, as the snapshot shows it. */
+export interface DownloadProgress {
+  bytes: number;
+  total: number | null;
+  startedAt: number;
+}
+
+/** Everything the snapshot is built from: the loop's state at this moment, and what the last pass read. */
+export interface SnapshotParts {
+  now: number;
+  production: Snapshot['production'];
+  database: string;
+  session: Snapshot['session'];
+  /** What the last pass read from the database; null before the first read. */
+  base: {
+    counts: { counts: StatusCounts; datasets: Record<string, StatusCounts>; total: number };
+    runsPerHour: number;
+    etaSeconds: number | null;
+    sessions: SnapshotSession[];
+    waitingOnParent: number | null;
+  };
+  held: readonly { run: number; dataset: string; status: HeldStatus; attempts: number; jobId: string | null; statusChangedAt: Date }[];
+  downloads: ReadonlyMap<number, DownloadProgress>;
+  options: { nproc: number; nprep: number; spacelim: number };
+  disk: { usedPercent: number | null; source: string };
+  downloadsPausedReason: string | null;
+  events: readonly SnapshotEvent[];
+  alerts: readonly SnapshotAlert[];
+  abort: SnapshotAbort | null;
+  keysEnabled: boolean;
+}
+
+const BUSIEST_FIRST: Record<HeldStatus, number> = { running: 0, submitted: 1, downloading: 2, staged: 3, claimed: 4 };
+
+/** The snapshot: a pure function of its parts (the display is a pure function of the snapshot). */
+export function buildSnapshot(parts: SnapshotParts): Snapshot {
+  const { now, held, base } = parts;
+  const runs = [...held]
+    .sort((a, b) => BUSIEST_FIRST[a.status] - BUSIEST_FIRST[b.status] || a.run - b.run)
+    .map((r): SnapshotRun => {
+      const download = parts.downloads.get(r.run);
+      const seconds = download ? (now - download.startedAt) / 1000 : 0;
+      return {
+        run: r.run,
+        dataset: r.dataset,
+        status: r.status,
+        attempt: r.attempts + 1,
+        jobId: r.jobId,
+        since: r.statusChangedAt.getTime(),
+        download: download ? { bytes: download.bytes, total: download.total, bytesPerSecond: seconds > 0 ? download.bytes / seconds : 0 } : null,
+      };
+    });
+  const counts = base.counts.counts;
+  return {
+    at: now,
+    production: parts.production,
+    database: parts.database,
+    session: parts.session,
+    counts,
+    datasets: base.counts.datasets,
+    total: base.counts.total,
+    waitingOnParent: base.waitingOnParent,
+    throughput: { runsPerHour: base.runsPerHour, etaSeconds: base.etaSeconds },
+    limits: {
+      running: held.filter(isOnGrid).length,
+      nproc: parts.options.nproc,
+      staged: held.filter((r) => r.status === 'staged' || r.status === 'downloading').length,
+      nprep: parts.options.nprep,
+      productionRunning: counts.submitted + counts.running,
+      maxRunning: parts.production.maxRunning,
+      disk: { usedPercent: parts.disk.usedPercent, spacelim: parts.options.spacelim, source: parts.disk.source },
+      downloadsPausedReason: parts.downloadsPausedReason,
+    },
+    runs,
+    sessions: base.sessions,
+    events: [...parts.events],
+    alerts: [...parts.alerts],
+    abort: parts.abort ? { ...parts.abort, cancelledJobs: [...parts.abort.cancelledJobs] } : null,
+    keysEnabled: parts.keysEnabled,
+  };
 }

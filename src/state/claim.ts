@@ -73,27 +73,69 @@ export async function claimRuns(db: Kysely<Database>, request: ClaimRequest): Pr
  *    outer LIMIT pulls them, so no more than `limit` rows are ever locked.
  */
 function claimCandidates(request: ClaimRequest, limit: number, uncappedOnly: boolean) {
-  const datasets = request.datasets?.length ? [...request.datasets] : null;
-  const inDatasets = datasets ? sql`AND r.dataset = ANY(${datasets}::text[])` : sql``;
   // Outside the admission lock only a production without a cap may be claimed from.
   const uncapped = uncappedOnly ? sql`AND pr.max_running IS NULL` : sql``;
-  const parentFinished =
-    request.parentId === null
-      ? sql``
-      : sql`AND EXISTS (SELECT 1 FROM production_runs AS p
-                         WHERE p.production_id = ${request.parentId}::int AND p.run_number = r.run_number AND p.status = 'finished')`;
   const bound = 2 ** Math.ceil(Math.log2(limit));
   return sql<{ run_number: number }>`
     SELECT c.run_number FROM (
       SELECT r.run_number FROM production_runs AS r
-       WHERE r.production_id = ${request.productionId}::int
-         AND r.is_new -- status = 'new', through the claimable index
+       WHERE ${newRuns({ ...request, parent: 'finished' })}
          AND EXISTS (SELECT 1 FROM productions AS pr WHERE pr.id = ${request.productionId}::int AND pr.status = 'active' ${uncapped})
-         ${inDatasets}
-         ${parentFinished}
        ORDER BY r.run_number
        LIMIT ${sql.lit(bound)}
        FOR UPDATE OF r SKIP LOCKED
     ) AS c
     LIMIT ${limit}::int`;
+}
+
+/**
+ * Which parent run lets a child production's run through: `finished`, to be claimable now;
+ * `not-failed`, to be claimable now or later (its parent run is still in production). A run whose
+ * parent run failed can never be claimed.
+ */
+export type ParentRule = 'finished' | 'not-failed';
+
+/**
+ * The one condition for a production's new runs (on `production_runs AS r`): the claim, the dry
+ * run, "nothing left to claim" and the bench all select through it. Conditions that do not apply
+ * are left out of the text rather than written `$n IS NULL OR ...`, so a prepared claim keeps one
+ * plan per variant.
+ */
+export function newRuns(selection: { productionId: number; parentId: number | null; datasets?: readonly string[]; parent: ParentRule }) {
+  const datasets = selection.datasets?.length ? [...selection.datasets] : null;
+  const inDatasets = datasets ? sql`AND r.dataset = ANY(${datasets}::text[])` : sql``;
+  const parentStatus = selection.parent === 'finished' ? sql`p.status = 'finished'` : sql`p.status <> 'failed'`;
+  const parentAllows =
+    selection.parentId === null
+      ? sql``
+      : sql`AND EXISTS (SELECT 1 FROM production_runs AS p
+                         WHERE p.production_id = ${selection.parentId}::int AND p.run_number = r.run_number AND ${parentStatus})`;
+  return sql`r.production_id = ${selection.productionId}::int
+         AND r.is_new -- status = 'new', through the claimable index
+         ${inDatasets}
+         ${parentAllows}`;
+}
+
+/** No run of the selection to claim now, nor any that waits on a parent run still in production. */
+export async function nothingLeftToClaim(
+  db: Kysely<Database>,
+  selection: { productionId: number; parentId: number | null; datasets?: readonly string[] },
+): Promise<boolean> {
+  const row = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM (
+      SELECT 1 FROM production_runs AS r WHERE ${newRuns({ ...selection, parent: 'not-failed' })} LIMIT 1) AS left_to_claim`.execute(db);
+  return row.rows[0]!.n === 0;
+}
+
+/** The runs a claim would take now, in order, with their catalogue entries; nothing is locked (the dry run). */
+export async function claimableRuns(
+  db: Kysely<Database>,
+  selection: { productionId: number; parentId: number | null; datasets?: readonly string[]; limit: number },
+): Promise<{ run_number: number; dataset: string; attempts: number; source: string | null; size_bytes: number | null }[]> {
+  const rows = await sql<{ run_number: number; dataset: string; attempts: number; source: string | null; size_bytes: number | null }>`
+    SELECT r.run_number, r.dataset, r.attempts, c.source, c.size_bytes
+      FROM production_runs AS r JOIN runs AS c USING (run_number)
+     WHERE ${newRuns({ ...selection, parent: 'finished' })}
+     ORDER BY r.run_number LIMIT ${selection.limit}::int`.execute(db);
+  return rows.rows;
 }

@@ -31,13 +31,26 @@ export interface SnapshotBaseRows {
   finishedLast15Minutes: number;
   /** Live sessions of the production other than `exceptSessionId`, oldest first. */
   sessions: OtherSessionRow[];
+  /**
+   * A child production's new runs whose parent run has not finished, among the next
+   * WAITING_ON_PARENT_CAP runs to claim; null for a production without a parent.
+   */
+  waitingOnParent: number | null;
 }
+
+/** How many of a child's next new runs the snapshot looks at for waitingOnParent: bounded work per pass at 10^6 runs. */
+export const WAITING_ON_PARENT_CAP = 1000;
 
 /** Window of the throughput estimate; runs per hour = finished in the window × (60 / minutes). */
 export const RATE_WINDOW_MINUTES = 15;
 
-export async function readSnapshotBase(db: Kysely<Database>, productionId: number, exceptSessionId: string | null): Promise<SnapshotBaseRows> {
-  const [counts, recent, sessions] = await Promise.all([
+export async function readSnapshotBase(
+  db: Kysely<Database>,
+  productionId: number,
+  exceptSessionId: string | null,
+  parentId: number | null = null,
+): Promise<SnapshotBaseRows> {
+  const [counts, recent, sessions, waitingOnParent] = await Promise.all([
     readCounts(db, productionId),
     sql<{ n: number }>`SELECT count(*)::int AS n FROM production_runs
                         WHERE production_id = ${productionId} AND is_finished
@@ -49,8 +62,24 @@ export async function readSnapshotBase(db: Kysely<Database>, productionId: numbe
        WHERE s.production_id = ${productionId} AND s.ended_at IS NULL
          AND s.id IS DISTINCT FROM ${exceptSessionId}::uuid
        ORDER BY s.started_at`.execute(db),
+    parentId === null ? null : countWaitingOnParent(db, productionId, parentId),
   ]);
-  return { counts, finishedLast15Minutes: recent.rows[0]!.n, sessions: sessions.rows };
+  return { counts, finishedLast15Minutes: recent.rows[0]!.n, sessions: sessions.rows, waitingOnParent };
+}
+
+/**
+ * Of a child production's next new runs (at most WAITING_ON_PARENT_CAP, in claim order, through the
+ * claimable index), those whose parent run has not finished: an exact count would scan every new run.
+ */
+async function countWaitingOnParent(db: Kysely<Database>, productionId: number, parentId: number): Promise<number> {
+  const row = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM (
+      SELECT r.run_number FROM production_runs AS r
+       WHERE r.production_id = ${productionId} AND r.is_new
+       ORDER BY r.run_number LIMIT ${sql.lit(WAITING_ON_PARENT_CAP)}) AS next
+     WHERE NOT EXISTS (SELECT 1 FROM production_runs AS p
+                        WHERE p.production_id = ${parentId} AND p.run_number = next.run_number AND p.status = 'finished')`.execute(db);
+  return row.rows[0]!.n;
 }
 
 /** Runs per hour and ETA as the display shows them, from the snapshot rows. */

@@ -11,7 +11,7 @@ import { cleanup, render } from 'ink-testing-library';
 import { createElement } from 'react';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig, typeFromConfig } from '../../src/config/config.js';
-import type { LoopLine } from '../../src/session/operator-loop.js';
+import type { LoopLine } from '../../src/session/snapshot.js';
 import { createProduction } from '../../src/state/productions.js';
 import { markdownTable, textTable } from '../../src/cli/table.js';
 import { Dashboard, type DashboardProps } from '../../src/display/ink/Dashboard.js';

@@ -6,7 +6,13 @@ import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { adoptionDeciderFor, lookAfterRevoking } from '../../src/state/adoption.js';
 import { claimRuns } from '../../src/state/claim.js';
-import { assessEndedJob, ensureModulesFile, jobStatusPath, prepareJob, readHeldRuns, recordJudgements, type JobContext } from '../../src/session/jobs.js';
+import { attemptFiles } from '../../src/session/attempt-files.js';
+import type { JobContext } from '../../src/session/context.js';
+import { assessEndedJob, moveFor, onGridRuns, recordJudgements } from '../../src/session/judge.js';
+import { ensureModulesFile, prepareJob } from '../../src/session/prepare-job.js';
+import { readHeldRuns } from '../../src/state/held-runs.js';
+
+const jobStatusPath = (context: JobContext, run: { run: number; dataset: string; attempts: number }) => attemptFiles(context.production, context.actor.user, run).statusPath;
 import { findProduction, type Production } from '../../src/state/productions.js';
 import { heartbeat, reapExpiredSessions, removeReturnedFiles, startSession } from '../../src/state/sessions.js';
 import { transitionRuns, type Actor } from '../../src/state/transition.js';
@@ -260,15 +266,15 @@ describe('a job the reaper cannot reach', () => {
     // The adopter judges them as its loop does. The job that ran on: its wrapper saw the revocation and ended it.
     await writeFile(paths.running, JSON.stringify({ ...startRecord(12347), exit: 143, finished: '2026-01-01T00:02:00Z', revoked: true }));
     const context: JobContext = { db, production, actor: reaper };
-    const held = await readHeldRuns(db, reaper.sessionId);
-    const polled = await grid.poll(held.map((r) => ({ jobId: r.jobId!, statusPath: jobStatusPath(context, r) })));
+    const held = onGridRuns(await readHeldRuns(db, reaper.sessionId));
+    const polled = await grid.poll(held.map((r) => ({ jobId: r.jobId, statusPath: jobStatusPath(context, r) })));
     const judgements = [];
     for (const run of held) {
-      const state = polled.get(run.jobId!)!;
+      const state = polled.get(run.jobId)!;
       expect(state.state).toBe('done');
       judgements.push(await assessEndedJob(context, run, state as Extract<typeof state, { state: 'done' }>));
     }
-    expect(judgements.map((j) => [j.run.run, j.to, j.countsAsAttempt !== false])).toEqual([
+    expect(judgements.map((j) => [j.run.run, moveFor(j.outcome).to, moveFor(j.outcome).countAttempt])).toEqual([
       [ended, 'new', true],
       [running, 'new', false],
     ]);

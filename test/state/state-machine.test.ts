@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claimRuns } from '../../src/state/claim.js';
-import { failAttemptBeforeSubmit } from '../../src/session/jobs.js';
+import { failAttemptBeforeSubmit } from '../../src/session/judge.js';
 import { getProduction } from '../../src/state/productions.js';
 import { readCounts } from '../../src/state/counts.js';
 import { heartbeat, reapExpiredSessions, startSession } from '../../src/state/sessions.js';
