@@ -45,13 +45,15 @@ export interface DownloadHooks {
   onRetry(attempt: number, error: string, delaySeconds: number): void;
 }
 
-export function inputUrl(context: JobContext, run: HeldRunDetail): URL {
+/** Where a run's input is fetched from: its catalogue source, else the production's source template. */
+export function inputUrl(context: Pick<JobContext, 'production' | 'actor'>, run: Pick<HeldRunDetail, 'run' | 'dataset' | 'source'>): URL {
   const config = context.production.config;
   if (config.input.kind !== 'archive') throw new Error('a child production reads its parent output in place');
   return sourceUrl(run.source ?? fillTemplate(config.input.source, templateValues(config, runIdentity(context.production, context.actor.user, run))));
 }
 
-export function stagedPathFor(context: JobContext, run: HeldRunDetail): string {
+/** Where a run's input is staged. */
+export function stagedPathFor(context: Pick<JobContext, 'production' | 'actor'>, run: Pick<HeldRunDetail, 'run' | 'dataset' | 'source'>): string {
   return stagedInputPath(context.production.config, runIdentity(context.production, context.actor.user, run), inputUrl(context, run).pathname);
 }
 

@@ -1,14 +1,13 @@
 import type { Command } from 'commander';
-import { sql } from 'kysely';
-import { fillTemplate } from '../../config/templates.js';
 import { OperatorLoop, type AbortReason, type LoopOptions } from '../../session/operator-loop.js';
 import { findProduction, type Production } from '../../state/productions.js';
 import { DEFAULT_LEASE_SECONDS } from '../../state/sessions.js';
 import { isDatabaseUnavailable } from '../../db/connection.js';
 import { attachPlainLog } from '../../display/plain.js';
 import { printableLine } from '../../core/sanitize.js';
-import { outputPaths, stagedInputPath, templateValues } from '../../outputs/paths.js';
-import { sourceUrl } from '../../archives/index.js';
+import { attemptFiles } from '../../session/attempt-files.js';
+import { inputUrl, stagedPathFor } from '../../session/download.js';
+import { claimableRuns } from '../../state/claim.js';
 import { openContext, type Context, type GlobalOptions } from '../context.js';
 import { ExpectedError } from '../../core/errors.js';
 import { commaList, FLAG_MAXIMA, nonNegativeInt, percent, positiveInt } from '../parse.js';
@@ -226,35 +225,29 @@ async function dryRun(context: Context, production: Production, settings: LoopOp
   const config = production.config;
   // Tags, reasons, sources and dataset-derived paths are others' text: shown only as printable text.
   const say = (line: string) => console.log(printableLine(line));
-  const want = Math.min(settings.nproc + settings.nprep, settings.limit ?? Infinity);
-  const datasets = settings.datasets.length ? settings.datasets : null;
-  const candidates = await sql<{ run_number: number; dataset: string; attempts: number; source: string | null; size_bytes: number | null }>`
-    SELECT pr.run_number, pr.dataset, pr.attempts, r.source, r.size_bytes
-      FROM production_runs AS pr JOIN runs AS r USING (run_number)
-     WHERE pr.production_id = ${production.id} AND pr.is_new
-       AND (${datasets}::text[] IS NULL OR pr.dataset = ANY(${datasets}::text[]))
-       AND (${production.parentId}::int IS NULL OR EXISTS (
-             SELECT 1 FROM production_runs AS p
-              WHERE p.production_id = ${production.parentId}::int AND p.run_number = pr.run_number AND p.status = 'finished'))
-     ORDER BY pr.run_number LIMIT ${want}`.execute(context.handle.db);
-  const runs = candidates.rows;
+  const candidates = await claimableRuns(context.handle.db, {
+    productionId: production.id,
+    parentId: production.parentId,
+    datasets: settings.datasets,
+    limit: Math.min(settings.nproc + settings.nprep, settings.limit ?? Infinity),
+  });
+  const runs = candidates.map((r) => ({ run: r.run_number, dataset: r.dataset, attempts: r.attempts, source: r.source, sizeBytes: r.size_bytes }));
+  // The paths a session would use; no session exists, so the acting account stands in for it.
+  const as = { production, actor: { user: context.user, sessionId: '' } };
   say(`DRY RUN: ${production.type} v${production.version} (tag ${production.tag}), ${production.status}; nothing will be changed.`);
   if (production.status !== 'active') say(`Nothing would be claimed: the production is ${production.status} (${production.statusReason ?? 'no reason given'}).`);
-  say(`Would claim ${runs.length} run(s): [${runs.map((r) => r.run_number).join(', ')}]`);
+  say(`Would claim ${runs.length} run(s): [${runs.map((r) => r.run).join(', ')}]`);
   for (const run of runs) {
-    const id = { type: production.type, version: production.version, tag: production.tag, run: run.run_number, dataset: run.dataset, user: context.user };
     if (config.input.kind === 'archive') {
-      const url = sourceUrl(run.source ?? fillTemplate(config.input.source, templateValues(config, id)));
-      say(`Would download run ${run.run_number}: ${url.href} → ${stagedInputPath(config, id, url.pathname)}${run.size_bytes !== null ? ` (${run.size_bytes} bytes)` : ''}`);
+      say(`Would download run ${run.run}: ${inputUrl(as, run).href} → ${stagedPathFor(as, run)}${run.sizeBytes !== null ? ` (${run.sizeBytes} bytes)` : ''}`);
     } else {
-      say(`Would use run ${run.run_number}'s parent ${config.input.output} output in place`);
+      say(`Would use run ${run.run}'s parent ${config.input.output} output in place`);
     }
   }
   for (const run of runs.slice(0, settings.nproc)) {
-    const id = { type: production.type, version: production.version, tag: production.tag, run: run.run_number, dataset: run.dataset, user: context.user };
-    const outputs = outputPaths(config, id);
+    const { outputs } = attemptFiles(production, context.user, run);
     say(
-      `Would submit run ${run.run_number} to ${config.job.backend}: ${config.job.script} (attempt ${run.attempts + 1}) → ` +
+      `Would submit run ${run.run} to ${config.job.backend}: ${config.job.script} (attempt ${run.attempts + 1}) → ` +
         Object.entries(outputs).map(([name, path]) => `${name}=${path}`).join(' '),
     );
   }
