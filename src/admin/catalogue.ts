@@ -155,6 +155,7 @@ export async function importCatalogue(
         productionId: null,
         actor: options.actor,
         kind: 'import',
+        reason: 'catalogue_imported',
         message: `${file}: ${fresh.length} new run(s), ${changed.length} updated`,
       });
     }

@@ -40,7 +40,7 @@ export async function pauseProduction(db: Kysely<Database>, production: Producti
       .set({ status: 'paused', status_reason: reason, status_changed_at: sql`now()` })
       .where('id', '=', production.id)
       .execute();
-    await recordEvent(tx, { productionId: production.id, actor, kind: 'pause', message: `paused by ${actor.user}: ${reason}` });
+    await recordEvent(tx, { productionId: production.id, actor, kind: 'pause', reason: 'paused', message: `paused by ${actor.user}: ${reason}` });
     return { changed: true, message: `${label(production)} paused: ${reason}. Running jobs go on; nobody claims or submits until \`run-production resume --production ${production.type} --version ${production.version}\`.` };
   });
 }
@@ -56,7 +56,7 @@ export async function resumeProduction(db: Kysely<Database>, production: Product
       .where('id', '=', production.id)
       .execute();
     // The auto-pause counts consecutive failures since the last resume event: this one starts a fresh count.
-    await recordEvent(tx, { productionId: production.id, actor, kind: 'resume', message: `${was} by ${actor.user}` });
+    await recordEvent(tx, { productionId: production.id, actor, kind: 'resume', reason: row.status === 'closed' ? 'reopened' : 'resumed', message: `${was} by ${actor.user}` });
     return { changed: true, message: `${label(production)} ${was}; sessions claim and submit again.` };
   });
 }
@@ -88,7 +88,7 @@ export async function closeProduction(db: Kysely<Database>, production: Producti
       .set({ status: 'closed', status_reason: why, status_changed_at: sql`now()`, stopped_at: sql`now()` })
       .where('id', '=', production.id)
       .execute();
-    await recordEvent(tx, { productionId: production.id, actor, kind: 'close', message: `closed by ${actor.user}: ${why}${reason ? ` (${summary})` : ''}` });
+    await recordEvent(tx, { productionId: production.id, actor, kind: 'close', reason: 'closed', message: `closed by ${actor.user}: ${why}${reason ? ` (${summary})` : ''}` });
     return { changed: true, message: `${label(production)} closed: ${summary}.` };
   });
 }
@@ -103,6 +103,7 @@ export async function setMaxRunning(db: Kysely<Database>, production: Production
       productionId: production.id,
       actor,
       kind: 'limits',
+      reason: 'limits_changed',
       message: `max-running ${show(row.max_running)} -> ${show(maxRunning)} by ${actor.user}`,
     });
     return {

@@ -104,11 +104,13 @@ export async function releaseSession(
       owner: session.id,
       actor: options.actor,
       message: `returned: ${why}`,
+      reason: 'released',
     });
     await recordEvent(tx, {
       productionId: production.id,
       actor: options.actor,
       kind: 'release',
+      reason: 'released',
       message: `${why}; returned runs [${moved.join(', ')}]${cancelled.length ? `; cancelled jobs ${cancelled.join(', ')}` : ''}${unreachable.length ? `; could not reach jobs ${unreachable.join(', ')} (releases revoked)` : ''}`,
     });
     return moved;

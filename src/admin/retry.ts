@@ -83,6 +83,7 @@ export async function retryFailedRuns(
       to: 'new',
       owner: null,
       actor,
+      reason: 'retried_by_operator',
       resetAttempts: mode.kind === 'reset',
     });
     const filters = [
@@ -94,6 +95,7 @@ export async function retryFailedRuns(
       productionId: production.id,
       actor,
       kind: 'retry',
+      reason: 'retried_by_operator',
       message: `retry by ${actor.user} of ${retried.length} failed run(s)${filters.length ? ` (${filters.join(', ')})` : ''}: ${how}; runs ${retried.join(', ')}`,
     });
     return { retried, skipped, mode };

@@ -74,12 +74,14 @@ export async function returnDamagedRuns(db: Kysely<Database>, production: Produc
       to: 'new',
       owner: null,
       actor,
+      reason: 'validated_bad',
     });
     if (moved.length) {
       await recordEvent(tx, {
         productionId: production.id,
         actor,
         kind: 'validate-fix',
+        reason: 'validated_bad',
         message: `validate --fix by ${actor.user} returned ${moved.length} damaged run(s) to new: ${moved.join(', ')}`,
       });
     }

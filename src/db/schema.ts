@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from 'kysely';
+import type { EventReason } from '../core/event-reasons.js';
 import type { RunStatus } from '../core/statuses.js';
 
 /** Typed view of the tables in sql/. Timestamps come back as Date. */
@@ -96,6 +97,15 @@ export interface EventsTable {
   to_status: RunStatus | null;
   kind: string;
   message: string | null;
+  /** Why, as a code (sql/010_structured_events.sql): every insert names one. */
+  reason: EventReason;
+  /** The run's attempt the event belongs to; see the column comments of sql/010. */
+  attempt: ColumnType<number | null, number | null | undefined, number | null>;
+  job_id: ColumnType<string | null, string | null | undefined, string | null>;
+  exit_code: ColumnType<number | null, number | null | undefined, number | null>;
+  host: ColumnType<string | null, string | null | undefined, string | null>;
+  /** First line of the error the move recorded as last_error. */
+  error: ColumnType<string | null, string | null | undefined, string | null>;
   /** The database login (session_user), by default: read-only. */
   login: ColumnType<string | null, never, never>;
 }
@@ -104,6 +114,11 @@ export interface RunStatusTransitionsTable {
   from_status: RunStatus;
   to_status: RunStatus;
   why: string;
+}
+
+export interface EventReasonsTable {
+  code: EventReason;
+  meaning: string;
 }
 
 export interface ProductionStatusCountsTable {
@@ -128,6 +143,7 @@ export interface Database {
   sessions: SessionsTable;
   production_runs: ProductionRunsTable;
   events: EventsTable;
+  event_reasons: EventReasonsTable;
   run_status_transitions: RunStatusTransitionsTable;
   production_status_counts: ProductionStatusCountsTable;
   schema_migrations: SchemaMigrationsTable;

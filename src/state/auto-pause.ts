@@ -59,7 +59,7 @@ async function pauseAutomatically(db: Kysely<Database>, production: Production, 
       .returning('id')
       .executeTakeFirst();
     if (!paused) return null;
-    await recordEvent(tx, { productionId: production.id, actor, kind: 'pause', message: reason });
+    await recordEvent(tx, { productionId: production.id, actor, kind: 'pause', reason: 'auto_paused', message: reason });
     return reason;
   });
 }

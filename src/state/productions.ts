@@ -217,6 +217,7 @@ export async function createProduction(db: Kysely<Database>, request: NewProduct
       productionId: inserted.id,
       actor: request.actor,
       kind: 'new-production',
+      reason: 'production_created',
       message: `${type.type} version ${next.version} (tag ${request.tag}) with ${runs} runs${parentId ? ` from parent production ${parentId}` : ''}`,
     });
     return { production: toProduction(inserted), runs };

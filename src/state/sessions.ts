@@ -39,6 +39,7 @@ export async function startSession(db: Kysely<Database>, info: SessionInfo): Pro
     productionId: info.productionId,
     actor: { user: info.user, sessionId: row.id },
     kind: 'session-start',
+    reason: 'session_started',
     message: `${info.user}@${info.host} pid ${info.pid} started (${JSON.stringify(info.options)})`,
   });
   return row.id;
@@ -69,7 +70,7 @@ export async function endSession(db: Kysely<Database>, sessionId: string, actor:
     .where(({ not, exists, selectFrom }) => not(exists(selectFrom('production_runs').select('run_number').where('session_id', '=', sessionId))))
     .returning('production_id')
     .executeTakeFirst();
-  if (ended) await recordEvent(db, { productionId: ended.production_id, actor, kind: 'session-end', message: reason });
+  if (ended) await recordEvent(db, { productionId: ended.production_id, actor, kind: 'session-end', reason: 'session_ended', message: reason });
   return ended !== undefined;
 }
 
@@ -325,6 +326,7 @@ async function reapOne(db: Kysely<Database>, sessionId: string, reaper: Actor, o
       productionId: session.productionId,
       actor: reaper,
       kind: 'reap',
+      reason: 'reaped',
       message: kept.length ? `${why}; kept runs [${kept.join(', ')}] held: their jobs may still run where this reaper cannot reach them` : why,
     });
 
@@ -347,6 +349,7 @@ async function reapOne(db: Kysely<Database>, sessionId: string, reaper: Actor, o
             owner: session.id,
             actor: reaper,
             message: `returned: ${why}`,
+            reason: 'reaped',
           });
     const left = runs.filter((r) => !adopted.includes(r.run) && !returned.includes(r.run)).map((r) => r.run);
     return { session, returned, adopted, kept: left, returnedRuns: runs.filter((r) => returned.includes(r.run)) };

@@ -1,7 +1,8 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { preparedSql } from '../db/prepared.js';
 import type { Database } from '../db/schema.js';
-import { HELD_STATUSES, type RunStatus } from '../core/statuses.js';
+import { reasonForMove, type EventReason } from '../core/event-reasons.js';
+import { HELD_STATUSES, ON_GRID_STATUSES, type RunStatus } from '../core/statuses.js';
 
 /**
  * The one function that changes a run's status. In a single SQL statement it
@@ -12,7 +13,9 @@ import { HELD_STATUSES, type RunStatus } from '../core/statuses.js';
  *  - moves nothing when the acting session has ended (released or reaped), even
  *    runs it still holds: see session_may_act in sql/008_faults.sql, and
  *    lock_session_for_ending, which whoever ends a session takes first,
- *  - writes one event row per moved run,
+ *  - writes one event row per moved run, saying why (a reason code, see
+ *    src/core/event-reasons.ts) and the attempt, job, exit code, host and error
+ *    line it concerns, each in a column of its own (sql/010_structured_events.sql),
  * and the status counters follow through the table's statement trigger, all in
  * the same transaction. Many runs move in one statement (the batch form); each
  * run may carry its own values (job id, exit code, outputs ...).
@@ -38,6 +41,10 @@ export interface RunUpdate {
   outputBytes?: number;
   /** Event message for this run; defaults to the request's message. */
   message?: string;
+  /** Event reason for this run; defaults to the request's reason, else to the one its move implies (reasonForMove). */
+  reason?: EventReason;
+  /** Host the job ran on, for the event of a job's end (the wrapper's status file says it). */
+  host?: string;
 }
 
 export interface TransitionRequest {
@@ -58,6 +65,11 @@ export interface TransitionRequest {
   /** Who does it; for a claim (to = 'claimed') the actor's session becomes the owner. */
   actor: Actor;
   message?: string;
+  /**
+   * Why, for every run's event (a run's own RunUpdate.reason wins). Absent: derived per run from the
+   * move (from, to, countAttempt, and whether the run carries a lastError; see reasonForMove).
+   */
+  reason?: EventReason;
   /** Count this move as a used job attempt (a job ended: failed or finished). */
   countAttempt?: boolean;
   /** Reset the attempt count (an operator's retry of failed runs). */
@@ -90,8 +102,8 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
   // Only the per-run values some run carries travel, and the SET list names only the columns this
   // move writes: the server initialises every expression of a statement on each execution.
   const carried = PER_RUN_VALUES.filter((v) => updates.some((u) => u[v.field] !== undefined));
-  const withMessages = updates.some((u) => u.message !== undefined);
-  const inputColumns = [...carried.map((v) => v.column), ...(withMessages ? ['message'] : [])];
+  const event = eventValues(request, updates, carried);
+  const inputColumns = [...carried.map((v) => v.column), ...event.carried.map((v) => v.column)];
   const input = selected
     ? sql`SELECT c.run_number FROM (${selected}) AS c`
     : // Each array behind a scalar subquery, so that the planner cannot count its elements: then a
@@ -100,7 +112,7 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
       sql`SELECT * FROM unnest(${sql.join([
         sql`(SELECT ${updates.map((u) => u.run)}::int[])`,
         ...carried.map((v) => sql`(SELECT ${updates.map((u) => parameter(v, u))}::${sql.raw(v.type)}[])`),
-        ...(withMessages ? [sql`(SELECT ${updates.map((u) => u.message ?? null)}::text[])`] : []),
+        ...event.carried.map((v) => sql`(SELECT ${updates.map(v.value)}::text[])`),
       ])}) AS i (${sql.raw(['run_number', ...inputColumns].join(', '))})`;
 
   const result = await preparedSql<{ allowed: boolean; moved: number[] }>`
@@ -121,12 +133,13 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
         AND r.run_number = i.run_number
         AND r.status = ${from}::run_status
         AND r.session_id IS NOT DISTINCT FROM ${owner}::uuid
-      RETURNING r.run_number${withMessages ? sql`, i.message` : sql``}
+      RETURNING ${sql.join(event.returning)}
     ),
     logged AS (
-      INSERT INTO events (production_id, run_number, session_id, user_name, from_status, to_status, kind, message)
+      INSERT INTO events (production_id, run_number, session_id, user_name, from_status, to_status, kind, message,
+                          reason, attempt, job_id, exit_code, host, error)
       SELECT ${productionId}, m.run_number, ${actor.sessionId}::uuid, ${actor.user}, ${from}::run_status, ${to}::run_status,
-             'transition', ${withMessages ? sql`coalesce(m.message, ${request.message ?? null}::text)` : sql`${request.message ?? null}::text`}
+             'transition', ${sql.join(event.columns)}
         FROM moved AS m
     )
     SELECT (SELECT ok FROM allowed) AS allowed,
@@ -143,7 +156,7 @@ export async function transitionRuns(db: Executor, request: TransitionRequest): 
  * at `new` forgets where it was staged and what it produced).
  */
 interface PerRunValue {
-  field: Exclude<keyof RunUpdate, 'run' | 'message'>;
+  field: Exclude<keyof RunUpdate, 'run' | 'message' | 'reason' | 'host'>;
   column: string;
   type: 'text' | 'int' | 'bigint' | 'jsonb';
   clearedBy: readonly RunStatus[];
@@ -164,6 +177,52 @@ function parameter(value: PerRunValue, update: RunUpdate): unknown {
   const given = update[value.field];
   if (given === undefined) return null;
   return value.type === 'jsonb' ? JSON.stringify(given) : given;
+}
+
+/** Per-run values that only the event carries (not columns of production_runs). */
+interface EventValue {
+  column: 'message' | 'reason' | 'host';
+  value: (update: RunUpdate) => string | null;
+}
+
+/**
+ * What the events of a move say, as SQL over the `moved` rows (m): the RETURNING list that brings
+ * the values there, and the expressions for message, reason, attempt, job_id, exit_code, host and
+ * error, in that order. The attempt and the job come from the run's row, so that they are right
+ * whoever calls: a move that counts an attempt belongs to the attempt it used (attempts after the
+ * move), any other move of a held run to the attempt under way (attempts + 1); only the submission
+ * and the moves of a job on the grid name a job.
+ */
+function eventValues(request: TransitionRequest, updates: readonly RunUpdate[], carried: readonly PerRunValue[]) {
+  const { from, to } = request;
+  const countAttempt = request.countAttempt === true;
+  const reasonOf = (u: RunUpdate): EventReason =>
+    u.reason ?? request.reason ?? reasonForMove({ from, to, countAttempt, carriesError: u.lastError !== undefined });
+  // One reason for all (a parameter), unless the runs of this move differ (then a per-run array).
+  const reasons = updates.map(reasonOf);
+  const first = reasons[0] ?? request.reason ?? reasonForMove({ from, to, countAttempt, carriesError: false });
+  const uniformReason = reasons.every((r) => r === first) ? first : null;
+  const perRun: EventValue[] = [];
+  if (updates.some((u) => u.message !== undefined)) perRun.push({ column: 'message', value: (u) => u.message ?? null });
+  if (uniformReason === null) perRun.push({ column: 'reason', value: reasonOf });
+  if (updates.some((u) => u.host !== undefined)) perRun.push({ column: 'host', value: (u) => u.host ?? null });
+  const has = (column: string) => perRun.some((v) => v.column === column) || carried.some((v) => v.column === column);
+
+  const returning = [sql`r.run_number`, sql`r.attempts`, sql`r.job_id`, ...perRun.map((v) => sql.raw(`i.${v.column}`))];
+  if (has('exit_code')) returning.push(sql`i.exit_code AS given_exit_code`);
+  if (has('last_error')) returning.push(sql`i.last_error AS given_last_error`);
+  const atRest = from === 'finished' || from === 'failed' || request.resetAttempts === true;
+  const jobMove = to === 'submitted' || (ON_GRID_STATUSES as readonly RunStatus[]).includes(from);
+  const columns = [
+    has('message') ? sql`coalesce(m.message, ${request.message ?? null}::text)` : sql`${request.message ?? null}::text`,
+    uniformReason === null ? sql`m.reason` : sql`${uniformReason}::text`,
+    atRest ? sql`NULL::int` : countAttempt ? sql`m.attempts` : sql`m.attempts + 1`,
+    jobMove ? sql`m.job_id` : sql`NULL::text`,
+    has('exit_code') ? sql`m.given_exit_code` : sql`NULL::int`,
+    has('host') ? sql`m.host` : sql`NULL::text`,
+    has('last_error') ? sql`left(split_part(m.given_last_error, chr(10), 1), 300)` : sql`NULL::text`,
+  ];
+  return { carried: perRun, returning, columns };
 }
 
 /** The SET list of a move to `to`: what every such move writes, then the per-run values. */
@@ -209,7 +268,15 @@ async function assertAllowed(db: Executor, from: RunStatus, to: RunStatus): Prom
  */
 export async function returnRunsToPool(
   db: Executor,
-  request: { productionId: number; runs: readonly { run: number; status: RunStatus }[]; owner: string; actor: Actor; message: string },
+  request: {
+    productionId: number;
+    runs: readonly { run: number; status: RunStatus }[];
+    owner: string;
+    actor: Actor;
+    message: string;
+    /** Who returns them: their own session (rolled_back, the default), a reaper (reaped), an operator (released). */
+    reason?: Extract<EventReason, 'rolled_back' | 'reaped' | 'released'>;
+  },
 ): Promise<number[]> {
   const moved: number[] = [];
   for (const status of HELD_STATUSES) {
@@ -224,6 +291,7 @@ export async function returnRunsToPool(
         owner: request.owner,
         actor: request.actor,
         message: request.message,
+        reason: request.reason ?? 'rolled_back',
       })),
     );
   }
@@ -253,11 +321,13 @@ export async function adoptRuns(
          AND production_id = ${request.productionId}
          AND run_number = ANY(${[...request.runs]}::int[])
          AND session_id = ${request.from}::uuid
-      RETURNING run_number, status
+      RETURNING run_number, status, attempts, job_id
     ),
     logged AS (
-      INSERT INTO events (production_id, run_number, session_id, user_name, from_status, to_status, kind, message)
-      SELECT ${request.productionId}, run_number, ${request.actor.sessionId}::uuid, ${request.actor.user}, status, status, 'adopt', ${request.message}
+      -- The adopted run's attempt goes on under its new owner, its job too when it is on the grid.
+      INSERT INTO events (production_id, run_number, session_id, user_name, from_status, to_status, kind, message, reason, attempt, job_id)
+      SELECT ${request.productionId}, run_number, ${request.actor.sessionId}::uuid, ${request.actor.user}, status, status, 'adopt', ${request.message},
+             'adopted', attempts + 1, CASE WHEN status IN ('submitted', 'running') THEN job_id END
         FROM moved
     )
     SELECT run_number FROM moved ORDER BY run_number
@@ -268,7 +338,7 @@ export async function adoptRuns(
 /** An event that is not a run transition: operator actions, session starts and ends, warnings. */
 export async function recordEvent(
   db: Executor,
-  event: { productionId: number | null; run?: number | null; actor: Actor; kind: string; message: string },
+  event: { productionId: number | null; run?: number | null; actor: Actor; kind: string; reason: EventReason; message: string },
 ): Promise<void> {
   await db
     .insertInto('events')
@@ -278,6 +348,7 @@ export async function recordEvent(
       session_id: event.actor.sessionId,
       user_name: event.actor.user,
       kind: event.kind,
+      reason: event.reason,
       message: event.message,
     })
     .execute();
