@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import type { EventReason } from '../core/event-reasons.js';
 import type { Database } from '../db/schema.js';
 
 /** The event log, filtered, oldest first; read again from the last id seen for --follow. */
@@ -23,6 +24,14 @@ export interface EventRow {
   kind: string;
   from: string | null;
   to: string | null;
+  /** Why, as a code (src/core/event-reasons.ts). */
+  reason: EventReason;
+  /** The run's attempt, job, exit code, host and error line the event concerns, where it has them. */
+  attempt: number | null;
+  jobId: string | null;
+  exitCode: number | null;
+  host: string | null;
+  error: string | null;
   message: string | null;
 }
 
@@ -50,10 +59,17 @@ export async function readEvents(db: Kysely<Database>, filter: EventFilter, limi
     kind: string;
     from_status: string | null;
     to_status: string | null;
+    reason: EventReason;
+    attempt: number | null;
+    job_id: string | null;
+    exit_code: number | null;
+    host: string | null;
+    error: string | null;
     message: string | null;
   }>`
     SELECT e.id, e.at, p.type || ' v' || p.version AS production, e.run_number, e.session_id::text AS session_id, e.user_name,
-           e.kind, e.from_status::text AS from_status, e.to_status::text AS to_status, e.message
+           e.kind, e.from_status::text AS from_status, e.to_status::text AS to_status,
+           e.reason, e.attempt, e.job_id, e.exit_code, e.host, e.error, e.message
       FROM events AS e LEFT JOIN productions AS p ON p.id = e.production_id
      ${where}
      ${order}
@@ -69,6 +85,12 @@ export async function readEvents(db: Kysely<Database>, filter: EventFilter, limi
     kind: r.kind,
     from: r.from_status,
     to: r.to_status,
+    reason: r.reason,
+    attempt: r.attempt,
+    jobId: r.job_id,
+    exitCode: r.exit_code,
+    host: r.host,
+    error: r.error,
     message: r.message,
   }));
 }
@@ -93,17 +115,4 @@ async function sessionBounds(db: Kysely<Database>, sessionId: string) {
        AND ${session.production_id === null ? sql`e.production_id IS NULL` : sql`e.production_id = ${session.production_id}::int`}
        AND e.at >= ${session.started_at}::timestamptz
        AND e.at <= ${session.until ?? 'infinity'}::timestamptz`;
-}
-
-/** One line per event, the way a shifter reads a log: time, who, what. */
-export function formatEventLine(e: EventRow): string {
-  const time = e.at.toISOString().slice(0, 19).replace('T', ' ');
-  const who = `${e.user}${e.session ? `/${e.session.slice(0, 8)}` : ''}`;
-  const what = e.kind === 'transition' ? `${e.from} -> ${e.to}` : e.kind;
-  const run = e.run !== null ? ` run ${e.run}` : '';
-  return `${time}  ${e.production ?? '-'}${run}  ${what}  (${who})${e.message ? `  ${e.message}` : ''}`;
-}
-
-export function eventJson(e: EventRow): Record<string, unknown> {
-  return { id: e.id, at: e.at.toISOString(), production: e.production, run: e.run, session: e.session, user: e.user, kind: e.kind, from: e.from, to: e.to, message: e.message };
 }

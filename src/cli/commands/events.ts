@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { eventJson, formatEventLine, readEvents, type EventFilter, type EventRow } from '../../admin/events.js';
+import { readEvents, type EventFilter, type EventRow } from '../../admin/events.js';
 import { findSession } from '../../admin/sessions.js';
 import { findProduction } from '../../state/productions.js';
 import { ExpectedError } from '../../core/errors.js';
@@ -95,4 +95,34 @@ async function follow(poll: (afterId: number) => Promise<number>, startAfter: nu
 async function lastEventId(db: Parameters<typeof readEvents>[0]): Promise<number> {
   const rows = await readEvents(db, {}, 1);
   return rows.at(-1)?.id ?? 0;
+}
+
+/** One line per event, the way a shifter reads a log: time, where, what and why, who, the message. */
+export function formatEventLine(e: EventRow): string {
+  const time = e.at.toISOString().slice(0, 19).replace('T', ' ');
+  const who = `${e.user}${e.session ? `/${e.session.slice(0, 8)}` : ''}`;
+  const what = e.kind === 'transition' ? `${e.from} -> ${e.to}` : e.kind;
+  const run = e.run !== null ? ` run ${e.run}` : '';
+  return `${time}  ${e.production ?? '-'}${run}  ${what} [${e.reason}]  (${who})${e.message ? `  ${e.message}` : ''}`;
+}
+
+export function eventJson(e: EventRow): Record<string, unknown> {
+  return {
+    id: e.id,
+    at: e.at.toISOString(),
+    production: e.production,
+    run: e.run,
+    session: e.session,
+    user: e.user,
+    kind: e.kind,
+    from: e.from,
+    to: e.to,
+    reason: e.reason,
+    attempt: e.attempt,
+    jobId: e.jobId,
+    exitCode: e.exitCode,
+    host: e.host,
+    error: e.error,
+    message: e.message,
+  };
 }
