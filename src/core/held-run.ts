@@ -1,4 +1,4 @@
-import type { HeldStatus } from './statuses.js';
+import { ON_GRID_STATUSES, type HeldStatus } from './statuses.js';
 
 /**
  * A run a session holds, as a union by status: only a run whose job is on the grid has a job id,
@@ -14,7 +14,7 @@ interface HeldRunFields {
 }
 
 export type OffGridStatus = Exclude<HeldStatus, OnGridStatus>;
-export type OnGridStatus = 'submitted' | 'running';
+export type OnGridStatus = (typeof ON_GRID_STATUSES)[number];
 
 export type OffGridRun = HeldRunFields & { status: OffGridStatus; jobId: null; jobToken: null };
 export type OnGridRun = HeldRunFields & {
@@ -28,7 +28,11 @@ export type HeldRun = OffGridRun | OnGridRun;
 
 /** Whether a held run's job is on the grid (submitted or running). */
 export function isOnGrid<R extends { status: HeldStatus }>(run: R): run is Extract<R, { status: OnGridStatus }> {
-  return run.status === 'submitted' || run.status === 'running';
+  return isOnGridStatus(run.status);
+}
+
+export function isOnGridStatus(status: HeldStatus): status is OnGridStatus {
+  return (ON_GRID_STATUSES as readonly HeldStatus[]).includes(status);
 }
 
 /** Whether a held run has not reached the grid yet: returned to the pool, not cancelled, on a drain or abort. */
@@ -36,11 +40,8 @@ export function isOffGrid<R extends { status: HeldStatus }>(run: R): run is Extr
   return !isOnGrid(run);
 }
 
-/**
- * The held-run fields from a row as the database has them. A run on the grid always has a job id
- * (staged → submitted records it, and only a new claim clears it), so one without is a broken row.
- */
-export function heldRunFromRow(row: {
+/** A held run's columns of production_runs, as the database has them. */
+export interface HeldRunRow {
   run_number: number;
   dataset: string;
   status: HeldStatus;
@@ -48,11 +49,18 @@ export function heldRunFromRow(row: {
   job_id: string | null;
   job_token: string | null;
   staged_path: string | null;
-}): HeldRun {
+}
+
+/**
+ * The held-run fields from a row as the database has them. A run on the grid always has a job id
+ * (staged → submitted records it, and only a new claim clears it), so one without is a broken row.
+ */
+export function heldRunFromRow(row: HeldRunRow): HeldRun {
   const fields = { run: row.run_number, dataset: row.dataset, attempts: row.attempts, stagedPath: row.staged_path };
-  if (row.status === 'submitted' || row.status === 'running') {
-    if (row.job_id === null) throw new Error(`run ${row.run_number} is ${row.status} but has no job id`);
-    return { ...fields, status: row.status, jobId: row.job_id, jobToken: row.job_token };
+  const { status } = row;
+  if (isOnGridStatus(status)) {
+    if (row.job_id === null) throw new Error(`run ${row.run_number} is ${status} but has no job id`);
+    return { ...fields, status, jobId: row.job_id, jobToken: row.job_token };
   }
-  return { ...fields, status: row.status, jobId: null, jobToken: null };
+  return { ...fields, status, jobId: null, jobToken: null };
 }

@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises';
-import { isOffGrid, isOnGrid } from '../core/held-run.js';
+import { isOffGrid, isOnGrid, isOnGridStatus } from '../core/held-run.js';
 import type { HeldStatus } from '../core/statuses.js';
 import type { Grid } from '../grids/grid.js';
 import { partialDownloadPath } from '../outputs/paths.js';
@@ -43,8 +43,8 @@ export async function returnRuns(job: JobContext, runs: readonly HeldRunDetail[]
       actor: job.actor,
       message,
     });
-    const onGrid = locked.filter((r) => (r.status === 'submitted' || r.status === 'running') && r.job_id && returned.includes(r.run_number));
-    return { returned, current: new Map(locked.map((r) => [r.run_number, r.status as HeldStatus])), jobIds: onGrid.map((r) => r.job_id!) };
+    const jobIds = locked.flatMap((r) => (isOnGridStatus(r.status as HeldStatus) && r.job_id && returned.includes(r.run_number) ? [r.job_id] : []));
+    return { returned, current: new Map(locked.map((r) => [r.run_number, r.status as HeldStatus])), jobIds };
   });
   // Files of the runs as they were when returned (a job submitted meanwhile has outputs to remove too).
   await removeTransientFiles(job, runs.filter((r) => returned.includes(r.run)).map((r) => ({ run: r, status: current.get(r.run) ?? r.status })));
@@ -58,7 +58,7 @@ export async function removeTransientFiles(job: JobContext, runs: readonly { run
       await rm(run.stagedPath, { force: true });
       await rm(partialDownloadPath(run.stagedPath, job.actor.sessionId, run.attempts + 1), { force: true });
     }
-    if (isOnGrid({ status })) await removeAttemptFiles(attemptFiles(job.production, job.actor.user, run));
+    if (isOnGridStatus(status)) await removeAttemptFiles(attemptFiles(job.production, job.actor.user, run));
   }
 }
 

@@ -1,6 +1,5 @@
 import type { Kysely } from 'kysely';
-import { heldRunFromRow, type HeldRun } from '../core/held-run.js';
-import type { HeldStatus } from '../core/statuses.js';
+import { heldRunFromRow, type HeldRun, type HeldRunRow } from '../core/held-run.js';
 import { preparedSql } from '../db/prepared.js';
 import type { Database } from '../db/schema.js';
 
@@ -13,22 +12,17 @@ export type HeldRunDetail = HeldRun & {
   source: string | null;
 };
 
+type HeldRunDetailRow = HeldRunRow & {
+  staged_bytes: number | null;
+  status_changed_at: Date;
+  size_bytes: number | null;
+  checksum: string | null;
+  source: string | null;
+};
+
 /** The runs a session holds, with their catalogue entries, in run order: what every loop pass starts from (prepared: it runs every pass). */
 export async function readHeldRuns(db: Kysely<Database>, sessionId: string): Promise<HeldRunDetail[]> {
-  const rows = await preparedSql<{
-    run_number: number;
-    dataset: string;
-    status: HeldStatus;
-    attempts: number;
-    job_id: string | null;
-    job_token: string | null;
-    staged_path: string | null;
-    staged_bytes: number | null;
-    status_changed_at: Date;
-    size_bytes: number | null;
-    checksum: string | null;
-    source: string | null;
-  }>`
+  const rows = await preparedSql<HeldRunDetailRow>`
     SELECT pr.run_number, pr.dataset, pr.status, pr.attempts, pr.job_id, pr.job_token, pr.staged_path, pr.staged_bytes, pr.status_changed_at,
            r.size_bytes, r.checksum, r.source
       FROM production_runs AS pr JOIN runs AS r USING (run_number)
