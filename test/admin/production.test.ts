@@ -78,6 +78,17 @@ describe('views on a production run by the real loop', () => {
     expect(rows.rows.find((r) => /^attempt 1\/3 failed( on \S+)?: exit code 5/.test(r.message))).toBeDefined();
     expect(rows.rows.every((r) => r.user_name === process.env.USER || r.user_name.length > 0)).toBe(true);
     expect(rows.rows[0]!.session_host).toBe(hostname());
+    // Why each step happened is a column: the loop names no reason yet, transitionRuns derives it.
+    const reasons = await sql<{ reason: string; attempt: number | null }>`
+      SELECT reason, attempt FROM run_history WHERE type = 'alcapana' AND run_number = 5005 ORDER BY event_id`.execute(db());
+    expect(reasons.rows.slice(0, 4)).toEqual([
+      { reason: 'claimed', attempt: 1 },
+      { reason: 'download_started', attempt: 1 },
+      { reason: 'staged', attempt: 1 },
+      { reason: 'submitted', attempt: 1 },
+    ]);
+    expect(reasons.rows.filter((r) => r.reason === 'retry')).toEqual([{ reason: 'retry', attempt: 1 }]);
+    expect(reasons.rows.at(-1)).toEqual({ reason: 'finished', attempt: 2 });
   });
 
   it('operator_activity: what the session did, and the per-user sum', async () => {
@@ -166,9 +177,12 @@ describe('commands on that production', () => {
     expect(events.every((e) => e.run === 5003 && e.production === 'alcapana v1')).toBe(true);
     expect(events.filter((e) => /^attempt \d\/3 failed( on \S+)?: exit code 7/.test(e.message))).toHaveLength(3);
     // A short job may end before any pass saw it running: submitted → failed is as valid as running → failed.
-    expect(events.at(-1)).toMatchObject({ from: expect.stringMatching(/^(running|submitted)$/), to: 'failed' });
+    expect(events.at(-1)).toMatchObject({ from: expect.stringMatching(/^(running|submitted)$/), to: 'failed', reason: 'failed', attempt: 3, exitCode: 7 });
+    expect(events.filter((e) => e.reason === 'retry').map((e) => e.attempt)).toEqual([1, 2]);
     const since = await cli(['events', '--since', '1d', '--limit', '3']);
     expect(since.stdout.trim().split('\n')).toHaveLength(3);
+    // Each line says why, as a code, after what happened.
+    for (const line of since.stdout.trim().split('\n')) expect(line).toMatch(/ \[[a-z_]+\]  \(/);
     expect((await cli(['events', '--since', 'yesterday'])).code).toBe(64);
   });
 
