@@ -6,7 +6,8 @@ import { statusFilePath } from '../outputs/paths.js';
 
 /**
  * The close-out report of a production, from the bookkeeping views of
- * sql/002_bookkeeping.sql. Plain data here; report-render.ts draws it.
+ * sql/002_bookkeeping.sql (reading the event columns of sql/010_structured_events.sql).
+ * Plain data here; src/cli/render-report.ts draws it.
  */
 
 export interface DatasetLine {
@@ -158,9 +159,10 @@ export async function buildReport(db: Kysely<Database>, production: Production):
 }
 
 /**
- * Failures per host. The events know the host only when the job id carries it
- * (local grid); for batch grids the job wrapper's status file of the attempt,
- * kept next to the job's logs, still says where it ran.
+ * Failures per host. The events know the host when the move recorded it
+ * (events.host) or the job id carries it (local grid); otherwise the job
+ * wrapper's status file of the attempt, kept next to the job's logs, still says
+ * where it ran.
  */
 async function groupByHost(
   production: Production,

@@ -11,7 +11,8 @@ import { recordEvent, type Actor } from './transition.js';
  *
  * Cheap enough to call after every failed attempt: one probe of the actions
  * index for the last resume and one backward scan of at most K rows of the
- * attempt-outcomes index (both from sql/002_bookkeeping.sql).
+ * attempt-outcomes index (events with reason finished, retry or failed; sql/002
+ * and sql/010_structured_events.sql).
  */
 
 export const DEFAULT_AUTO_PAUSE_FAILURES = 10;
