@@ -98,7 +98,7 @@ async function lastEventId(db: Parameters<typeof readEvents>[0]): Promise<number
 }
 
 /** One line per event, the way a shifter reads a log: time, where, what and why, who, the message. */
-export function formatEventLine(e: EventRow): string {
+function formatEventLine(e: EventRow): string {
   const time = e.at.toISOString().slice(0, 19).replace('T', ' ');
   const who = `${e.user}${e.session ? `/${e.session.slice(0, 8)}` : ''}`;
   const what = e.kind === 'transition' ? `${e.from} -> ${e.to}` : e.kind;
@@ -106,7 +106,7 @@ export function formatEventLine(e: EventRow): string {
   return `${time}  ${e.production ?? '-'}${run}  ${what} [${e.reason}]  (${who})${e.message ? `  ${e.message}` : ''}`;
 }
 
-export function eventJson(e: EventRow): Record<string, unknown> {
+function eventJson(e: EventRow): Record<string, unknown> {
   return {
     id: e.id,
     at: e.at.toISOString(),
