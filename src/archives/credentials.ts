@@ -4,18 +4,19 @@
  * Login methods are gathered in a fixed order, so a shifter can predict which
  * one is used: ~/.netrc, then the RUN_PRODUCTION_SFTP_* environment variables,
  * then a running ssh-agent. The server's host key is checked against
- * ~/.ssh/known_hosts exactly like `ssh` does, unless the shifter explicitly
- * relaxes it with RUN_PRODUCTION_SFTP_STRICT_HOST_KEY=no.
+ * ~/.ssh/known_hosts (known-hosts.ts) exactly like `ssh` does, unless the
+ * shifter explicitly relaxes it with RUN_PRODUCTION_SFTP_STRICT_HOST_KEY=no.
  *
  * The environment is a parameter rather than process.env so tests (and a
  * future per-production override) can supply their own.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import ssh2 from 'ssh2';
+import { loadHostKeyPolicy } from './known-hosts.js';
+import type { HostKeyPolicy } from './known-hosts.js';
 import { findNetrcEntry, readNetrc } from './netrc.js';
 
 export type SftpEnv = Readonly<Record<string, string | undefined>>;
@@ -82,8 +83,9 @@ export interface ResolveOptions {
 
 /**
  * Resolves credentials for sftp://[user@]host[:port]/... Throws NetrcError for
- * a loose or unreadable .netrc and CredentialsError for an unusable key or
- * switch value; both mean "fix your setup", not "retry".
+ * a loose or unreadable .netrc, KnownHostsError for an unreadable known_hosts
+ * and CredentialsError for an unusable key or switch value; all mean "fix your
+ * setup", not "retry".
  */
 export async function resolveSftpCredentials(url: URL, options: ResolveOptions): Promise<SftpCredentials> {
   const { env } = options;
@@ -181,148 +183,6 @@ function parseStrictSwitch(value: string | undefined): boolean {
   if (['no', 'false', 'off', '0'].includes(normalized)) return false;
   // A typo must not silently turn host key checking off (or on): say so.
   throw new CredentialsError(`${ENV_STRICT_HOST_KEY} must be yes or no, not '${value}'`);
-}
-
-/* ------------------------------------------------------------------------ */
-/* known_hosts                                                              */
-/* ------------------------------------------------------------------------ */
-
-export type HostKeyVerdict =
-  | { kind: 'match' }
-  | { kind: 'unknown' }
-  /** known_hosts has other keys for this host: possibly a man-in-the-middle. */
-  | { kind: 'mismatch'; knownTypes: string[] }
-  | { kind: 'revoked' };
-
-export interface HostKeyPolicy {
-  strict: boolean;
-  knownHostsPath: string;
-  /** The host as known_hosts names it: `host`, or `[host]:port` off port 22. */
-  name: string;
-  /**
-   * Host key algorithms to offer, restricted to the key types known_hosts has
-   * for this host, so a server with several keys presents one we can check
-   * (what OpenSSH does too). Undefined: ssh2's default list.
-   */
-  algorithms: string[] | undefined;
-  verify(key: Buffer): HostKeyVerdict;
-}
-
-export interface KnownHostEntry {
-  marker: '@revoked' | '@cert-authority' | undefined;
-  /** Comma-separated patterns, or one `|1|salt|hash` hashed name. */
-  hosts: string;
-  keyType: string;
-  key: Buffer;
-}
-
-export async function loadHostKeyPolicy(
-  host: string,
-  port: number,
-  knownHostsPath: string,
-  strict: boolean,
-): Promise<HostKeyPolicy> {
-  const name = knownHostsName(host, port);
-  let text = '';
-  try {
-    text = await readFile(knownHostsPath, 'utf8');
-  } catch (error) {
-    // No known_hosts yet: every host is unknown, which strict mode reports.
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new CredentialsError(`cannot read ${knownHostsPath}: ${(error as Error).message}`);
-    }
-  }
-  const entries = parseKnownHosts(text).filter((entry) => hostMatches(entry.hosts, name));
-  const plain = entries.filter((entry) => entry.marker === undefined);
-  const algorithms = [...new Set(plain.flatMap((entry) => algorithmsForKeyType(entry.keyType)))];
-  return {
-    strict,
-    knownHostsPath,
-    name,
-    algorithms: strict && algorithms.length > 0 ? algorithms : undefined,
-    verify: (key) => verdictFor(entries, key),
-  };
-}
-
-export function knownHostsName(host: string, port: number): string {
-  return port === 22 ? host : `[${host}]:${port}`;
-}
-
-/** OpenSSH's fingerprint format, for messages: SHA256:base64-without-padding. */
-export function hostKeyFingerprint(key: Buffer): string {
-  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
-}
-
-export function parseKnownHosts(text: string): KnownHostEntry[] {
-  const entries: KnownHostEntry[] = [];
-  for (const rawLine of text.split('\n')) {
-    const line = rawLine.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const fields = line.split(/\s+/);
-    let marker: KnownHostEntry['marker'];
-    if (fields[0] === '@revoked' || fields[0] === '@cert-authority') marker = fields.shift() as KnownHostEntry['marker'];
-    else if (fields[0]?.startsWith('@')) continue; // a marker we do not know: ignore the line, as ssh does
-    const [hosts, keyType, keyBase64] = fields;
-    if (hosts === undefined || keyType === undefined || keyBase64 === undefined) continue;
-    entries.push({ marker, hosts, keyType, key: Buffer.from(keyBase64, 'base64') });
-  }
-  return entries;
-}
-
-function verdictFor(entries: readonly KnownHostEntry[], key: Buffer): HostKeyVerdict {
-  const same = (entry: KnownHostEntry): boolean => entry.key.length === key.length && timingSafeEqual(entry.key, key);
-  if (entries.some((entry) => entry.marker === '@revoked' && same(entry))) return { kind: 'revoked' };
-  // Certificate authorities would need certificate host keys, which ssh2 does
-  // not negotiate; such lines neither vouch for nor against a plain key.
-  const plain = entries.filter((entry) => entry.marker === undefined);
-  if (plain.some(same)) return { kind: 'match' };
-  if (plain.length === 0) return { kind: 'unknown' };
-  return { kind: 'mismatch', knownTypes: [...new Set(plain.map((entry) => entry.keyType))] };
-}
-
-/** known_hosts host field against a name: hashed entries, or patterns with `*`, `?` and `!` negation. */
-export function hostMatches(hosts: string, name: string): boolean {
-  if (hosts.startsWith('|1|')) {
-    const [, , salt, hash] = hosts.split('|');
-    if (salt === undefined || hash === undefined) return false;
-    const expected = Buffer.from(hash, 'base64');
-    const actual = createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest();
-    return expected.length === actual.length && timingSafeEqual(expected, actual);
-  }
-  let matched = false;
-  for (const pattern of hosts.split(',')) {
-    const negated = pattern.startsWith('!');
-    if (globMatches(negated ? pattern.slice(1) : pattern, name)) {
-      if (negated) return false; // a negated match rules the host out whatever else matches
-      matched = true;
-    }
-  }
-  return matched;
-}
-
-function globMatches(pattern: string, name: string): boolean {
-  const regex = pattern
-    .toLowerCase()
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${regex}$`).test(name.toLowerCase());
-}
-
-/** An `ssh-rsa` key is negotiated with the SHA-2 signature algorithms too. */
-function algorithmsForKeyType(keyType: string): string[] {
-  switch (keyType) {
-    case 'ssh-rsa':
-      return ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
-    case 'ssh-ed25519':
-    case 'ecdsa-sha2-nistp256':
-    case 'ecdsa-sha2-nistp384':
-    case 'ecdsa-sha2-nistp521':
-    case 'ssh-dss':
-      return [keyType];
-    default:
-      return []; // e.g. sk-* or certificate types ssh2 cannot negotiate
-  }
 }
 
 function hostOf(url: URL): string {

@@ -18,16 +18,10 @@ import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, Client, 
 import SftpClient from 'ssh2-sftp-client';
 import { ArchiveAuthError, ArchiveTransientError, MissingInputError } from './archive.js';
 import type { Archive, FetchRequest, FetchResult } from './archive.js';
-import {
-  CredentialsError,
-  ENV_KEY,
-  ENV_PASSWORD,
-  ENV_STRICT_HOST_KEY,
-  describeCredentials,
-  hostKeyFingerprint,
-  resolveSftpCredentials,
-} from './credentials.js';
-import type { AuthMethod, HostKeyVerdict, SftpCredentials, SftpEnv } from './credentials.js';
+import { CredentialsError, ENV_KEY, ENV_PASSWORD, ENV_STRICT_HOST_KEY, describeCredentials, resolveSftpCredentials } from './credentials.js';
+import type { AuthMethod, SftpCredentials, SftpEnv } from './credentials.js';
+import { KnownHostsError, hostKeyFingerprint, hostKeyType as keyType } from './known-hosts.js';
+import type { HostKeyVerdict } from './known-hosts.js';
 import { createStagingFile } from './file.js';
 import { NetrcError } from './netrc.js';
 
@@ -407,7 +401,7 @@ async function connectOnce(
       ...(settings.knownHostsPath !== undefined ? { knownHostsPath: settings.knownHostsPath } : {}),
     });
   } catch (error) {
-    if (error instanceof NetrcError || error instanceof CredentialsError) {
+    if (error instanceof NetrcError || error instanceof KnownHostsError || error instanceof CredentialsError) {
       throw new ArchiveAuthError(`cannot log in to ${hostLabel(url)}: ${error.message}`, { cause: error });
     }
     throw error;
@@ -708,12 +702,6 @@ function endpointKey(url: URL): string {
 
 function hostLabel(url: URL): string {
   return url.port ? `${url.hostname}:${url.port}` : url.hostname;
-}
-
-function keyType(key: Buffer): string {
-  if (key.length < 4) return 'unknown';
-  const length = key.readUInt32BE(0);
-  return key.subarray(4, 4 + length).toString('latin1');
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

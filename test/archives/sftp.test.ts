@@ -339,6 +339,17 @@ describe.skipIf(!sshdAvailable() && !process.env.CI)('SFTP archive against a rea
     expect((failure as Error).message).not.toContain('hunter2');
   });
 
+  it('an unreadable known_hosts is an ArchiveAuthError naming it, at once and without a retry', async () => {
+    const unreadable = join(work, 'known_hosts.d');
+    await mkdir(unreadable); // reading a directory fails with EISDIR
+    const archive = keyArchive({ knownHostsPath: unreadable });
+    const failure = await archive.fetch(request(small.name)).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(ArchiveAuthError);
+    expect((failure as Error).message).toContain(`cannot read ${unreadable}`);
+    expect(archive.log.some((line) => line.includes('attempt 2'))).toBe(false);
+    expect(existsSync(join(work, `${small.name}.part`))).toBe(false);
+  });
+
   it('no credentials at all is an ArchiveAuthError that says how to configure them', async () => {
     const archive = createSftpArchive({ env: { HOME: work }, netrcPath: emptyNetrc, knownHostsPath: knownHosts });
     archives.push(archive);
