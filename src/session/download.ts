@@ -66,6 +66,21 @@ const sleep = (ms: number, signal: AbortSignal) =>
     }, { once: true });
   });
 
+/** Where one run's download goes, and what it is checked against. */
+interface DownloadTarget {
+  context: JobContext;
+  archive: Archive;
+  run: HeldRunDetail;
+  url: URL;
+  staged: string;
+  partial: string;
+  signal: AbortSignal;
+  hooks: DownloadHooks;
+}
+
+/** One try's end: the download's outcome, or a failure worth another try (mismatch: the bytes were not the catalogue's). */
+type TryResult = { kind: 'outcome'; outcome: DownloadOutcome } | { kind: 'again'; error: string; mismatch: boolean };
+
 export async function downloadRun(
   context: JobContext,
   archive: Archive,
@@ -77,86 +92,98 @@ export async function downloadRun(
   const url = inputUrl(context, run);
   const staged = stagedPathFor(context, run);
   const partial = partialDownloadPath(staged, context.actor.sessionId, run.attempts + 1);
-  const stagingDir = production.config.stagingDir;
-  const infrastructure = (where: 'archive' | 'staging', error: string): DownloadOutcome => ({ kind: 'infrastructure', run: run.run, where, error });
   try {
     await mkdir(dirname(staged), { recursive: true });
   } catch (error) {
-    const why = await whyNotCreated(stagingDir, error as NodeJS.ErrnoException);
-    return infrastructure('staging', `cannot create ${dirname(staged)}: ${why.message}`);
+    const why = await whyNotCreated(production.config.stagingDir, error as NodeJS.ErrnoException);
+    return { kind: 'infrastructure', run: run.run, where: 'staging', error: `cannot create ${dirname(staged)}: ${why.message}` };
   }
+  const target: DownloadTarget = { context, archive, run, url, staged, partial, signal, hooks };
   const tries = production.config.archive.retries;
-  let lastError = '';
-  let lastWasMismatch = false;
+  let last: Extract<TryResult, { kind: 'again' }> = { kind: 'again', error: '', mismatch: false };
   for (let attempt = 1; attempt <= tries; attempt++) {
     if (signal.aborted) return { kind: 'aborted', run: run.run };
-    // A stalled transfer must not hang the run: abort when no byte arrives for timeoutSeconds.
-    const stall = new AbortController();
-    const onAbort = () => stall.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    let stallTimer = setTimeout(() => stall.abort(), production.config.archive.timeoutSeconds * 1000);
-    try {
-      const result = await archive.fetch({
-        run: run.run,
-        url,
-        destination: partial,
-        expectedBytes: run.sizeBytes ?? undefined,
-        signal: stall.signal,
-        onProgress: (bytes, total) => {
-          clearTimeout(stallTimer);
-          stallTimer = setTimeout(() => stall.abort(), production.config.archive.timeoutSeconds * 1000);
-          hooks.onProgress(bytes, total);
-        },
-      });
-      const size = (await stat(partial)).size;
-      if (run.sizeBytes !== null && size !== run.sizeBytes) throw new InputMismatchError(`size ${size} bytes, the catalogue says ${run.sizeBytes}`);
-      if (run.checksum) {
-        const mismatch = await checksumMismatch(partial, run.checksum);
-        if (mismatch) throw new InputMismatchError(`checksum mismatch: ${mismatch}`);
-      }
-      // Record first, rename second: a session that lost the run (its lease expired
-      // and another session may be staging the same path now) never touches the
-      // staged name, and a crash in between leaves only names a reaper deletes.
-      const moved = await recordedWhenTheDatabaseAnswers(signal, () =>
-        toStaged(context.db, fenceOf(context), { run: run.run, stagedPath: staged, stagedBytes: result.bytes }, `staged ${result.bytes} bytes from ${url.protocol}//${url.host}${url.pathname}`),
-      );
-      if (moved === null) {
-        await rm(partial, { force: true });
-        return { kind: 'aborted', run: run.run };
-      }
-      if (moved.length === 0) {
-        await rm(partial, { force: true });
-        return { kind: 'lost-ownership', run: run.run };
-      }
-      await rename(partial, staged);
-      return { kind: 'staged', run: run.run, bytes: result.bytes, path: staged };
-    } catch (error) {
-      await rm(partial, { force: true });
-      if (signal.aborted) return { kind: 'aborted', run: run.run };
-      const message = stall.signal.aborted ? `no progress for ${production.config.archive.timeoutSeconds}s` : (error as Error).message;
-      if (error instanceof MissingInputError) return giveUp(context, run, `input missing: ${message}`, true);
-      if (error instanceof ArchiveAuthError) {
-        await giveUp(context, run, `archive refused the credentials: ${message}`, false);
-        return { kind: 'auth-failed', run: run.run, error: message };
-      }
-      if (error instanceof ArchiveUnavailableError) return infrastructure('archive', message);
-      const disk = diskFaultUnder(error, stagingDir);
-      if (disk) return infrastructure('staging', disk);
-      lastError = message;
-      lastWasMismatch = error instanceof InputMismatchError;
-      if (attempt < tries) {
-        const delay = Math.min(2 ** attempt, 30);
-        hooks.onRetry(attempt, message, delay);
-        await sleep(delay * 1000, signal);
-      }
-    } finally {
-      clearTimeout(stallTimer);
-      signal.removeEventListener('abort', onAbort);
+    const result = await tryDownload(target);
+    if (result.kind === 'outcome') return result.outcome;
+    last = result;
+    if (attempt < tries) {
+      const delay = Math.min(2 ** attempt, 30);
+      hooks.onRetry(attempt, result.error, delay);
+      await sleep(delay * 1000, signal);
     }
   }
   // The same wrong bytes every time are the input's fault; an archive that keeps failing is not the run's.
-  if (lastWasMismatch) return giveUp(context, run, `download failed ${tries} times: ${lastError}`, true);
-  return infrastructure('archive', `download failed ${tries} times: ${lastError}`);
+  if (last.mismatch) return giveUp(context, run, `download failed ${tries} times: ${last.error}`, { reason: 'download_failed', countAttempt: true });
+  return { kind: 'infrastructure', run: run.run, where: 'archive', error: `download failed ${tries} times: ${last.error}` };
+}
+
+/**
+ * One try: fetch to the partial name, check size and checksum, record the run staged, rename into
+ * place. A stalled transfer must not hang the run: it is aborted when no byte arrives for the
+ * archive's timeoutSeconds. Whose fault a failure is decides the outcome (see the module comment).
+ */
+async function tryDownload(target: DownloadTarget): Promise<TryResult> {
+  const { context, archive, run, url, staged, partial, signal, hooks } = target;
+  const { production } = context;
+  const outcome = (outcome: DownloadOutcome): TryResult => ({ kind: 'outcome', outcome });
+  const timeoutMs = production.config.archive.timeoutSeconds * 1000;
+  const stall = new AbortController();
+  const onAbort = () => stall.abort();
+  signal.addEventListener('abort', onAbort, { once: true });
+  let stallTimer = setTimeout(() => stall.abort(), timeoutMs);
+  try {
+    const result = await archive.fetch({
+      run: run.run,
+      url,
+      destination: partial,
+      expectedBytes: run.sizeBytes ?? undefined,
+      signal: stall.signal,
+      onProgress: (bytes, total) => {
+        clearTimeout(stallTimer);
+        stallTimer = setTimeout(() => stall.abort(), timeoutMs);
+        hooks.onProgress(bytes, total);
+      },
+    });
+    await verify(partial, run);
+    // Record first, rename second: a session that lost the run (its lease expired
+    // and another session may be staging the same path now) never touches the
+    // staged name, and a crash in between leaves only names a reaper deletes.
+    const moved = await recordedWhenTheDatabaseAnswers(signal, () =>
+      toStaged(context.db, fenceOf(context), { run: run.run, stagedPath: staged, stagedBytes: result.bytes }, `staged ${result.bytes} bytes from ${url.protocol}//${url.host}${url.pathname}`),
+    );
+    if (moved === null || moved.length === 0) {
+      await rm(partial, { force: true });
+      return outcome({ kind: moved === null ? 'aborted' : 'lost-ownership', run: run.run });
+    }
+    await rename(partial, staged);
+    return outcome({ kind: 'staged', run: run.run, bytes: result.bytes, path: staged });
+  } catch (error) {
+    await rm(partial, { force: true });
+    if (signal.aborted) return outcome({ kind: 'aborted', run: run.run });
+    const message = stall.signal.aborted ? `no progress for ${production.config.archive.timeoutSeconds}s` : (error as Error).message;
+    if (error instanceof MissingInputError) return outcome(await giveUp(context, run, `input missing: ${message}`, { reason: 'input_missing', countAttempt: true }));
+    if (error instanceof ArchiveAuthError) {
+      await giveUp(context, run, `archive refused the credentials: ${message}`, { reason: 'archive_refused', countAttempt: false });
+      return outcome({ kind: 'auth-failed', run: run.run, error: message });
+    }
+    if (error instanceof ArchiveUnavailableError) return outcome({ kind: 'infrastructure', run: run.run, where: 'archive', error: message });
+    const disk = diskFaultUnder(error, production.config.stagingDir);
+    if (disk) return outcome({ kind: 'infrastructure', run: run.run, where: 'staging', error: disk });
+    return { kind: 'again', error: message, mismatch: error instanceof InputMismatchError };
+  } finally {
+    clearTimeout(stallTimer);
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/** The downloaded file is the catalogue's: its size, and its checksum when the catalogue has one. */
+async function verify(partial: string, run: HeldRunDetail): Promise<void> {
+  const size = (await stat(partial)).size;
+  if (run.sizeBytes !== null && size !== run.sizeBytes) throw new InputMismatchError(`size ${size} bytes, the catalogue says ${run.sizeBytes}`);
+  if (run.checksum) {
+    const mismatch = await checksumMismatch(partial, run.checksum);
+    if (mismatch) throw new InputMismatchError(`checksum mismatch: ${mismatch}`);
+  }
 }
 
 /**
@@ -176,10 +203,10 @@ async function recordedWhenTheDatabaseAnswers<T>(signal: AbortSignal, record: ()
   }
 }
 
-async function giveUp(context: JobContext, run: HeldRunDetail, error: string, countAttempt: boolean): Promise<DownloadOutcome> {
+async function giveUp(context: JobContext, run: HeldRunDetail, error: string, why: Parameters<typeof toNewOrFailedFromDownload>[4]): Promise<DownloadOutcome> {
   const { production } = context;
-  const to = countAttempt && run.attempts + 1 >= production.maxAttempts ? 'failed' : 'new';
-  const moved = await toNewOrFailedFromDownload(context.db, fenceOf(context), { run: run.run, lastError: error }, to, countAttempt);
+  const to = why.countAttempt && run.attempts + 1 >= production.maxAttempts ? 'failed' : 'new';
+  const moved = await toNewOrFailedFromDownload(context.db, fenceOf(context), { run: run.run, lastError: error }, to, why);
   if (moved.length === 0) return { kind: 'lost-ownership', run: run.run };
   return { kind: to === 'failed' ? 'failed' : 'returned', run: run.run, error };
 }

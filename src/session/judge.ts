@@ -5,7 +5,7 @@ import { readWrapperStatus } from '../grids/wrapper.js';
 import { attemptLogPath, LOG_OUTPUTS } from '../outputs/paths.js';
 import { validateOutputs } from '../outputs/validate.js';
 import type { HeldRunDetail } from '../state/held-runs.js';
-import { toAttemptEnd } from '../state/moves.js';
+import { toAttemptEnd, type AttemptEnd } from '../state/moves.js';
 import type { RunUpdate } from '../state/transition.js';
 import { attemptFiles, removeAttemptFiles, removeStagedInput, removeStatusTemps } from './attempt-files.js';
 import { fenceOf, type JobContext } from './context.js';
@@ -36,16 +36,16 @@ export interface Judgement {
 }
 
 /** The move an outcome makes. Derived, never stored beside it, so that the two cannot disagree. */
-export function moveFor(outcome: RecordedOutcome): { to: 'finished' | 'new' | 'failed'; countAttempt: boolean } {
+export function moveFor(outcome: RecordedOutcome): AttemptEnd {
   switch (outcome.kind) {
     case 'finished':
-      return { to: 'finished', countAttempt: true };
+      return { to: 'finished', countAttempt: true, reason: 'finished' };
     case 'retry':
-      return { to: 'new', countAttempt: true };
+      return { to: 'new', countAttempt: true, reason: 'retry' };
     case 'failed':
-      return { to: 'failed', countAttempt: true };
+      return { to: 'failed', countAttempt: true, reason: 'failed' };
     case 'revoked':
-      return { to: 'new', countAttempt: false };
+      return { to: 'new', countAttempt: false, reason: 'revoked' };
   }
 }
 
@@ -141,8 +141,7 @@ function failedAttempt(maxAttempts: number, attempt: number, error: string, host
 export async function recordJudgements(context: JobContext, judgements: readonly Judgement[]): Promise<JobOutcome[]> {
   const groups = new Map<string, Judgement[]>();
   for (const j of judgements) {
-    const { to, countAttempt } = moveFor(j.outcome);
-    const key = `${j.run.status}>${to}${countAttempt ? '+attempt' : ''}`;
+    const key = `${j.run.status}>${moveFor(j.outcome).reason}`;
     groups.set(key, [...(groups.get(key) ?? []), j]);
   }
   const moved = await context.db.transaction().execute(async (tx) => {
@@ -150,8 +149,7 @@ export async function recordJudgements(context: JobContext, judgements: readonly
     for (const j of judgements) if (held.has(j.run.run)) await removeStagedInput(context.production, j.run.stagedPath);
     const moved = new Set<number>();
     for (const group of groups.values()) {
-      const { to, countAttempt } = moveFor(group[0]!.outcome);
-      const runs = await toAttemptEnd(tx, fenceOf(context), group[0]!.run.status, to, group.map((j) => j.update), countAttempt);
+      const runs = await toAttemptEnd(tx, fenceOf(context), group[0]!.run.status, moveFor(group[0]!.outcome), group.map((j) => j.update));
       for (const run of runs) moved.add(run);
     }
     return moved;
@@ -191,7 +189,8 @@ export async function failAttemptBeforeSubmit(
   const why = `the job could not be prepared: ${error}`;
   const moved = await context.db.transaction().execute(async (tx) => {
     if (!(await lockOwnRuns(tx, context, [run.run], 'staged')).has(run.run)) return [];
-    const moved = await toAttemptEnd(tx, fenceOf(context), 'staged', to, [{ run: run.run, ...failedAttempt(production.maxAttempts, attempt, why) }], true);
+    const end: AttemptEnd = to === 'failed' ? { to, countAttempt: true, reason: 'prepare_failed' } : { to, countAttempt: true, reason: 'prepare_failed' };
+    const moved = await toAttemptEnd(tx, fenceOf(context), 'staged', end, [{ run: run.run, ...failedAttempt(production.maxAttempts, attempt, why) }]);
     // Only once the move is sure (an ended session moves nothing, see transitionRuns).
     if (moved.length) await removeStagedInput(production, run.stagedPath);
     return moved;

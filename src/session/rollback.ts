@@ -41,6 +41,7 @@ export async function returnRuns(job: JobContext, runs: readonly HeldRunDetail[]
       runs: locked.map((r) => ({ run: r.run_number, status: r.status })),
       owner: sessionId,
       actor: job.actor,
+      reason: 'rolled_back',
       message,
     });
     const jobIds = locked.flatMap((r) => (isOnGridStatus(r.status as HeldStatus) && r.job_id && returned.includes(r.run_number) ? [r.job_id] : []));
