@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { sql, type Kysely } from 'kysely';
 import { ExpectedError } from '../core/errors.js';
+import { isOnGridStatus } from '../core/held-run.js';
 import { isInStaging } from '../session/jobs.js';
 import { getProduction, type Production } from '../state/productions.js';
 import { heldRuns, type HeldRun } from '../state/sessions.js';
@@ -76,24 +77,7 @@ export async function releaseSession(
   });
 
   // 2. Its runs no longer change but by a reaper taking them: cancel their jobs, outside the transaction.
-  const runs = await heldRuns(db, session.id);
-  const onGrid = runs.filter((r) => (r.status === 'submitted' || r.status === 'running') && r.jobId);
-  const cancelled: string[] = [];
-  const unreachable: string[] = [];
-  if (onGrid.length) {
-    // A grid this build or host cannot drive (a backend not available here, a config without one)
-    // leaves the jobs to be cancelled by hand: the caller warns, the runs are still released.
-    const grid = await (options.gridFor ?? ((p: Production) => createGrid(p.config.job)))(production).catch(() => null);
-    for (const run of onGrid) (grid?.canReach(run.jobId!) ? cancelled : unreachable).push(run.jobId!);
-    if (grid && cancelled.length) await grid.cancel(cancelled);
-    for (const run of onGrid.filter((r) => unreachable.includes(r.jobId!))) {
-      // Best effort: a job that sees this filesystem stops within a second (bin/rp-job-wrapper).
-      const statusPath = () => statusFilePath(production.config, { type: production.type, version: production.version, run: run.run }, run.attempts + 1);
-      await Promise.resolve()
-        .then(() => revokeJob({ path: releasePathFor(statusPath()) }))
-        .catch(() => undefined);
-    }
-  }
+  const { runs, cancelled, unreachable } = await cancelJobsOf(db, production, session.id, options.gridFor);
 
   // 3. Return them, each from the status it is in now, under their row locks.
   const returned = await db.transaction().execute(async (tx) => {
@@ -117,6 +101,36 @@ export async function releaseSession(
   });
   await removeStagedFiles(production, session.id, runs.filter((r) => returned.includes(r.run)));
   return { returned, cancelledJobs: cancelled, unreachableJobs: unreachable, wasLive: live };
+}
+
+/**
+ * Cancels the jobs of an ended session's runs on the grid, and revokes the releases of those this
+ * host cannot reach (best effort: a job that sees this filesystem stops within a second, see
+ * bin/rp-job-wrapper). Returns the runs as they were read, and which jobs went which way.
+ */
+async function cancelJobsOf(
+  db: Kysely<Database>,
+  production: Production,
+  sessionId: string,
+  gridFor: GridFactory | undefined,
+): Promise<{ runs: HeldRun[]; cancelled: string[]; unreachable: string[] }> {
+  const runs = await heldRuns(db, sessionId);
+  const onGrid = runs.filter((r) => isOnGridStatus(r.status) && r.jobId);
+  const cancelled: string[] = [];
+  const unreachable: string[] = [];
+  if (onGrid.length === 0) return { runs, cancelled, unreachable };
+  // A grid this build or host cannot drive (a backend not available here, a config without one)
+  // leaves the jobs to be cancelled by hand: the caller warns, the runs are still released.
+  const grid = await (gridFor ?? ((p: Production) => createGrid(p.config.job)))(production).catch(() => null);
+  for (const run of onGrid) (grid?.canReach(run.jobId!) ? cancelled : unreachable).push(run.jobId!);
+  if (grid && cancelled.length) await grid.cancel(cancelled);
+  for (const run of onGrid.filter((r) => unreachable.includes(r.jobId!))) {
+    const statusPath = () => statusFilePath(production.config, { type: production.type, version: production.version, run: run.run }, run.attempts + 1);
+    await Promise.resolve()
+      .then(() => revokeJob({ path: releasePathFor(statusPath()) }))
+      .catch(() => undefined);
+  }
+  return { runs, cancelled, unreachable };
 }
 
 /** Staged inputs of the returned runs are of no use to anyone now (the next claimer downloads again). */

@@ -76,8 +76,9 @@ interface SummaryRow {
   runs_per_hour: number | null;
 }
 
-export async function buildReport(db: Kysely<Database>, production: Production): Promise<Report> {
-  const [summary, failures, attempts, operators, span] = await Promise.all([
+/** The rows of the views a report is made of, read at once. */
+function readReportRows(db: Kysely<Database>, production: Production) {
+  return Promise.all([
     sql<SummaryRow>`SELECT * FROM production_summary WHERE production_id = ${production.id} ORDER BY dataset NULLS FIRST`.execute(db),
     sql<{ grouped_by: string; exit_code: number | null; dataset: string | null; failed_attempts: number; runs: number[]; runs_failed_now: number[] | null; last_error: string | null }>`
       SELECT grouped_by, exit_code, dataset, failed_attempts, runs, runs_failed_now, last_error
@@ -94,6 +95,10 @@ export async function buildReport(db: Kysely<Database>, production: Production):
       SELECT min(at) AS first_claim FROM events
        WHERE production_id = ${production.id} AND kind = 'transition' AND to_status = 'claimed'`.execute(db),
   ]);
+}
+
+export async function buildReport(db: Kysely<Database>, production: Production): Promise<Report> {
+  const [summary, failures, attempts, operators, span] = await readReportRows(db, production);
   const all = summary.rows.find((r) => r.dataset === null);
   const firstClaim = span.rows[0]?.first_claim ?? null;
   const lastFinish = all?.last_finish ?? null;

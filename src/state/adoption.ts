@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { isOnGridStatus } from '../core/held-run.js';
 import type { Database } from '../db/schema.js';
 import { GridUnavailableError, type Grid } from '../grids/grid.js';
 import { createGrid } from '../grids/index.js';
@@ -38,7 +39,7 @@ const RECHECK_MS = 500;
  */
 export function adoptionDeciderFor(db: Kysely<Database>, policy: AdoptionPolicy): AdoptionDecider {
   return async (session, runs): Promise<AdoptionDecision | null> => {
-    const onGrid = runs.filter((r) => (r.status === 'submitted' || r.status === 'running') && r.jobId);
+    const onGrid = runs.filter((r) => isOnGridStatus(r.status) && r.jobId);
     if (session.productionId === null || onGrid.length === 0) return { adopt: [], keep: [] };
     const production = await getProduction(db, session.productionId);
     const sameProduction = policy.adopter?.productionId === production.id;

@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { sql, type Kysely } from 'kysely';
 import { partialDownloadPath } from '../outputs/paths.js';
 import type { Database } from '../db/schema.js';
+import { isOnGrid } from '../core/held-run.js';
 import type { HeldStatus } from '../core/statuses.js';
 import { adoptRuns, recordEvent, returnRunsToPool, type Actor } from './transition.js';
 
@@ -258,45 +259,16 @@ export async function reapExpiredSessions(db: Kysely<Database>, reaper: Actor, o
   return outcomes;
 }
 
-const isOnGrid = (r: HeldRun) => r.status === 'submitted' || r.status === 'running';
-
+/** Reaps one session in a transaction of its own: locks it, decides for its runs, logs the reap, then adopts or returns them. */
 async function reapOne(db: Kysely<Database>, sessionId: string, reaper: Actor, options: ReapOptions): Promise<ReapOutcome | null> {
   return db.transaction().execute(async (tx) => {
-    // Before the row: a move of this session under way finishes first (we then see it), and none
-    // can start until we commit. The moves never wait for this lock, so this cannot deadlock.
-    await sql`SELECT lock_session_for_ending(${sessionId}::uuid)`.execute(tx);
-    const locked = await sql<{
-      id: string;
-      user_name: string;
-      host: string;
-      pid: number;
-      production_id: number | null;
-      end_reason: string | null;
-      ended: boolean;
-      heartbeat_age: number;
-    }>`
-      SELECT s.id, s.user_name, s.host, s.pid, s.production_id, s.end_reason, s.ended_at IS NOT NULL AS ended,
-             extract(epoch FROM now() - s.heartbeat_at)::float8 AS heartbeat_age
-        FROM sessions AS s
-       WHERE s.id = ${sessionId}::uuid
-         AND (${expiredLease(options.reaperConnectedSeconds ?? null)} OR ${endedLongAgo})
-       FOR UPDATE SKIP LOCKED
-    `.execute(tx);
-    const row = locked.rows[0];
-    if (!row) return null; // reaped by someone else, or it came back to life
-    const session: ExpiredSession = {
-      id: row.id,
-      user: row.user_name,
-      host: row.host,
-      pid: row.pid,
-      productionId: row.production_id,
-      heartbeatAgeSeconds: Math.round(row.heartbeat_age),
-      endReason: row.ended ? row.end_reason ?? 'no reason recorded' : null,
-    };
+    const locked = await lockReapable(tx, sessionId, options);
+    if (!locked) return null; // reaped by someone else, or it came back to life
+    const { session, ended } = locked;
     // Locked: a reaped session that is only slow (not dead) may have been moving these runs; now
     // that it cannot any more, what we decide from their status stays true until we commit.
     const runs = await heldRuns(tx, session.id, { lock: true });
-    if (row.ended && runs.length === 0) return null; // nothing left to recover
+    if (ended && runs.length === 0) return null; // nothing left to recover
     const adopter = options.adopterProductionId ?? null;
     // Another production's jobs are not ours to adopt, nor to cancel: left for its own sessions.
     if (adopter !== null && session.productionId !== adopter && runs.some(isOnGrid)) return null;
@@ -308,50 +280,102 @@ async function reapOne(db: Kysely<Database>, sessionId: string, reaper: Actor, o
     const keep = new Set(decision.keep.filter((run) => !adoptable.has(run)));
     const kept = runs.filter((r) => keep.has(r.run)).map((r) => r.run);
     // An ended session whose runs must all stay held again: nothing happens, nothing to log.
-    if (row.ended && kept.length === runs.length) return null;
+    if (ended && kept.length === runs.length) return null;
 
-    const who = reaper.sessionId ? `session ${reaper.sessionId.slice(0, 8)} (${reaper.user})` : reaper.user;
-    const what = `session ${session.id.slice(0, 8)} (${session.user}@${session.host} pid ${session.pid})`;
-    const why = row.ended
-      ? `${what} ended (${session.endReason}) still holding runs; recovered by ${who}`
-      : `${what} lease expired, last heartbeat ${session.heartbeatAgeSeconds}s ago; reaped by ${who}`;
-    if (!row.ended) {
-      await tx
-        .updateTable('sessions')
-        .set({ ended_at: sql`now()`, end_reason: `lease expired; reaped by ${who}` })
-        .where('id', '=', session.id)
-        .execute();
-    }
-    await recordEvent(tx, {
-      productionId: session.productionId,
-      actor: reaper,
-      kind: 'reap',
-      reason: 'reaped',
-      message: kept.length ? `${why}; kept runs [${kept.join(', ')}] held: their jobs may still run where this reaper cannot reach them` : why,
-    });
-
-    const adopted =
-      adoptable.size && session.productionId !== null
-        ? await adoptRuns(tx, {
-            productionId: session.productionId,
-            runs: runs.filter((r) => adoptable.has(r.run)).map((r) => r.run),
-            from: session.id,
-            actor: { user: reaper.user, sessionId: reaper.sessionId! },
-            message: `adopted from ${why}`,
-          })
-        : [];
-    const returned =
-      session.productionId === null
-        ? []
-        : await returnRunsToPool(tx, {
-            productionId: session.productionId,
-            runs: runs.filter((r) => !adopted.includes(r.run) && !keep.has(r.run)),
-            owner: session.id,
-            actor: reaper,
-            message: `returned: ${why}`,
-            reason: 'reaped',
-          });
+    const why = await endAndLogReap(tx, locked, reaper, kept);
+    const { adopted, returned } = await recoverRuns(tx, session, runs, { adopt: adoptable, keep }, reaper, why);
     const left = runs.filter((r) => !adopted.includes(r.run) && !returned.includes(r.run)).map((r) => r.run);
     return { session, returned, adopted, kept: left, returnedRuns: runs.filter((r) => returned.includes(r.run)) };
   });
+}
+
+/** The session row, locked for reaping, if it is still expired (or ended long ago) and nobody else reaps it. */
+async function lockReapable(tx: Kysely<Database>, sessionId: string, options: ReapOptions): Promise<{ session: ExpiredSession; ended: boolean } | null> {
+  // Before the row: a move of this session under way finishes first (we then see it), and none
+  // can start until we commit. The moves never wait for this lock, so this cannot deadlock.
+  await sql`SELECT lock_session_for_ending(${sessionId}::uuid)`.execute(tx);
+  const locked = await sql<{
+    id: string;
+    user_name: string;
+    host: string;
+    pid: number;
+    production_id: number | null;
+    end_reason: string | null;
+    ended: boolean;
+    heartbeat_age: number;
+  }>`
+    SELECT s.id, s.user_name, s.host, s.pid, s.production_id, s.end_reason, s.ended_at IS NOT NULL AS ended,
+           extract(epoch FROM now() - s.heartbeat_at)::float8 AS heartbeat_age
+      FROM sessions AS s
+     WHERE s.id = ${sessionId}::uuid
+       AND (${expiredLease(options.reaperConnectedSeconds ?? null)} OR ${endedLongAgo})
+     FOR UPDATE SKIP LOCKED
+  `.execute(tx);
+  const row = locked.rows[0];
+  if (!row) return null;
+  const session: ExpiredSession = {
+    id: row.id,
+    user: row.user_name,
+    host: row.host,
+    pid: row.pid,
+    productionId: row.production_id,
+    heartbeatAgeSeconds: Math.round(row.heartbeat_age),
+    endReason: row.ended ? row.end_reason ?? 'no reason recorded' : null,
+  };
+  return { session, ended: row.ended };
+}
+
+/** Ends a session whose lease expired (an ended one stays as it is) and logs the reap; returns why, for the runs' events. */
+async function endAndLogReap(tx: Kysely<Database>, locked: { session: ExpiredSession; ended: boolean }, reaper: Actor, kept: readonly number[]): Promise<string> {
+  const { session, ended } = locked;
+  const who = reaper.sessionId ? `session ${reaper.sessionId.slice(0, 8)} (${reaper.user})` : reaper.user;
+  const what = `session ${session.id.slice(0, 8)} (${session.user}@${session.host} pid ${session.pid})`;
+  const why = ended
+    ? `${what} ended (${session.endReason}) still holding runs; recovered by ${who}`
+    : `${what} lease expired, last heartbeat ${session.heartbeatAgeSeconds}s ago; reaped by ${who}`;
+  if (!ended) {
+    await tx
+      .updateTable('sessions')
+      .set({ ended_at: sql`now()`, end_reason: `lease expired; reaped by ${who}` })
+      .where('id', '=', session.id)
+      .execute();
+  }
+  await recordEvent(tx, {
+    productionId: session.productionId,
+    actor: reaper,
+    kind: 'reap',
+    reason: 'reaped',
+    message: kept.length ? `${why}; kept runs [${kept.join(', ')}] held: their jobs may still run where this reaper cannot reach them` : why,
+  });
+  return why;
+}
+
+/** Adopts the runs the reaper may watch, returns to `new` all but those and the kept ones. */
+async function recoverRuns(
+  tx: Kysely<Database>,
+  session: ExpiredSession,
+  runs: readonly HeldRun[],
+  decided: { adopt: ReadonlySet<number>; keep: ReadonlySet<number> },
+  reaper: Actor,
+  why: string,
+): Promise<{ adopted: number[]; returned: number[] }> {
+  if (session.productionId === null) return { adopted: [], returned: [] };
+  const adopted = decided.adopt.size
+    ? await adoptRuns(tx, {
+        productionId: session.productionId,
+        runs: runs.filter((r) => decided.adopt.has(r.run)).map((r) => r.run),
+        from: session.id,
+        actor: { user: reaper.user, sessionId: reaper.sessionId! },
+        message: `adopted from ${why}`,
+      })
+    : [];
+  const returned = await returnRunsToPool(tx, {
+    productionId: session.productionId,
+    runs: runs.filter((r) => !adopted.includes(r.run) && !decided.keep.has(r.run)),
+    owner: session.id,
+    actor: reaper,
+    message: `returned: ${why}`,
+    reason: 'reaped',
+  });
+  return { adopted, returned };
 }
