@@ -105,7 +105,7 @@ export class OperatorLoop implements SnapshotSource {
     return this.started?.id ?? '';
   }
 
-  /** Resolves once the session exists and the first snapshot is published (a display can start then). */
+  /** Resolves once the first snapshot is published (a display can start then); again is harmless. */
   ready(): Promise<void> {
     return this.readyPromise;
   }
@@ -130,8 +130,12 @@ export class OperatorLoop implements SnapshotSource {
       return this.finished;
     }
     this.lifecycle = { phase: 'running' };
-    await this.readBase();
-    this.markReady();
+    // The database may go away just after the session row is written: that is an outage to ride
+    // out like any other, and the first snapshot then comes from the first pass that reaches it.
+    await this.readBase().catch((error: unknown) => {
+      if (!isDatabaseUnavailable(error)) throw error;
+      this.databaseUnreachable(error as Error);
+    });
     this.requestTick();
     return this.finished;
   }
@@ -384,6 +388,7 @@ export class OperatorLoop implements SnapshotSource {
       abort: this.abortState,
       keysEnabled: who.keysEnabled,
     });
+    this.markReady();
     for (const listener of this.listeners) listener();
   }
 }

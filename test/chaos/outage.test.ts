@@ -267,4 +267,23 @@ describe('the database restarts mid-production', () => {
     await expectWholeTrees(w, 'alcapana', 'tree');
     await expectNothingPartial(w);
   });
+  it('an outage between the session\'s start and its first snapshot is ridden out: no crash, the production finishes', { timeout: 120_000 }, async () => {
+    const FIRST = 6200;
+    const w = await setUp({ runs: 3, firstRun: FIRST, jobSleep: 0.05 });
+    expect((await cli(w, ['datasets', 'import', w.fixture.catalogue])).code).toBe(0);
+    expect((await cli(w, ['new', '--production', 'alcapana', '--tag', 'first-snapshot'])).code).toBe(0);
+    const relay = await startRelay(w.server.port);
+    w.relays.push(relay);
+    // The session's first snapshot read (its rate-window count) is the first message with this SQL:
+    // the relay cuts the session's network just as it is sent, the session row already there.
+    const struck = relay.cutWhen('make_interval(mins =>', 3_000);
+    const session = start(w, ['run', '--production', 'alcapana', ...LOOP], { DATABASE_URL: relay.urlFor(w.database.url) });
+    await Promise.race([struck, session.done]);
+    const result = await session.done;
+    expect(result.stdout + result.stderr, outputOf(session)).not.toMatch(/unexpected error|\n\s+at /);
+    expect(result.code, outputOf(session)).toBe(0);
+    expect(result.stdout).toMatch(/Session [0-9a-f]{8} on [\s\S]*Database unreachable/);
+    expect(await statusesOf(w, 'alcapana')).toEqual({ finished: 3 });
+    expect(await eventCount(w, 'reap')).toBe(0);
+  });
 });

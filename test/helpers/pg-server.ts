@@ -65,12 +65,19 @@ export interface Relay {
   urlFor(databaseUrl: string): string;
   cut(): Promise<void>;
   restore(): Promise<void>;
+  /**
+   * The first time a session sends a message containing `text` (a query's SQL, say), cut before it
+   * reaches the server and restore `downForMs` later: an outage at one exact point of a session's
+   * life, which a test watching the session's output could never hit in time.
+   */
+  cutWhen(text: string, downForMs: number): Promise<void>;
 }
 
 export async function startRelay(targetPort: number): Promise<Relay> {
   const port = await freeLocalPort();
   const sockets = new Set<Socket>();
   let server: Server | null = null;
+  let trigger: { text: string; downForMs: number; struck: () => void } | null = null;
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       const relay = createServer((client) => {
@@ -86,7 +93,15 @@ export async function startRelay(targetPort: number): Promise<Relay> {
           socket.on('error', drop);
           socket.on('close', drop);
         }
-        client.pipe(upstream);
+        client.on('data', (chunk: Buffer) => {
+          const armed = trigger;
+          if (armed && chunk.includes(armed.text)) {
+            trigger = null;
+            void cut().then(() => setTimeout(() => void listen().then(armed.struck), armed.downForMs));
+            return;
+          }
+          upstream.write(chunk);
+        });
         upstream.pipe(client);
       });
       relay.once('error', reject);
@@ -95,6 +110,13 @@ export async function startRelay(targetPort: number): Promise<Relay> {
         resolve();
       });
     });
+  const cut = async () => {
+    const relay = server;
+    server = null;
+    for (const socket of [...sockets]) socket.destroy();
+    sockets.clear();
+    if (relay) await new Promise<void>((resolve) => relay.close(() => resolve()));
+  };
   await listen();
   return {
     port,
@@ -103,15 +125,12 @@ export async function startRelay(targetPort: number): Promise<Relay> {
       url.port = String(port);
       return url.toString();
     },
-    async cut() {
-      const relay = server;
-      server = null;
-      for (const socket of [...sockets]) socket.destroy();
-      sockets.clear();
-      if (relay) await new Promise<void>((resolve) => relay.close(() => resolve()));
-    },
+    cut,
     async restore() {
       if (!server) await listen();
+    },
+    cutWhen(text, downForMs) {
+      return new Promise<void>((struck) => (trigger = { text, downForMs, struck }));
     },
   };
 }

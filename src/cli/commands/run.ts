@@ -150,8 +150,10 @@ async function operate(context: Context, production: Production, settings: LoopO
     // The plain log listens from the first line; the live display needs the first snapshot.
     if (!live) display = startPlainLog(loop);
     const finished = loop.run();
-    await Promise.race([loop.ready(), finished]);
-    display ??= await startLiveView(loop);
+    const first = await Promise.race([loop.ready().then(() => 'snapshot' as const), finished.then(() => 'ended' as const)]);
+    // A loop that ended before its first snapshot (aborted while the database was away) has
+    // nothing to draw: its reason is all there is to say.
+    display ??= first === 'snapshot' ? await startLiveView(loop) : { stop: async (reason) => void process.stderr.write(`run-production: ${reason}\n`) };
     const result = await finished;
     await display.stop(result.reason);
     return result.exitCode;
