@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { sql, type Kysely } from 'kysely';
 import { ExpectedError } from '../core/errors.js';
 import { isOnGridStatus } from '../core/held-run.js';
-import { isInStaging } from '../session/jobs.js';
+import { isInStaging } from '../session/attempt-files.js';
 import { getProduction, type Production } from '../state/productions.js';
 import { heldRuns, type HeldRun } from '../state/sessions.js';
 import { recordEvent, returnRunsToPool, type Actor } from '../state/transition.js';
