@@ -19,6 +19,7 @@ import { passesRun, type Lifecycle } from './lifecycle.js';
 import { planClaim, planSubmissions, type PlanInput } from './plan.js';
 import { removeUnsubmittedInputs, returnUnsubmitted, rollBackSession } from './rollback.js';
 import { commandTimeoutSeconds, openSession, reapOthers, watchSession, type SessionWho } from './session-start.js';
+import { SnapshotPublisher } from './publisher.js';
 import { productionPart, readSnapshotPart } from './snapshot-read.js';
 import { buildSnapshot, type LoopLine, type Snapshot, type SnapshotAbort, type SnapshotParts, type SnapshotSource } from './snapshot.js';
 import type { Stage } from './stage.js';
@@ -54,15 +55,12 @@ export class OperatorLoop implements SnapshotSource {
   private claimsMade = 0;
   private claimingPaused = false;
   private base: SnapshotParts['base'] | null = null;
-  private snapshot: Snapshot | null = null;
+  private readonly snapshots = new SnapshotPublisher();
   private abortState: SnapshotAbort | null = null;
   private notDoneSaid = '';
-  private readonly listeners = new Set<() => void>();
   private readonly startedAt = Date.now();
   private finish!: (result: LoopResult) => void;
   private readonly finished = new Promise<LoopResult>((resolve) => (this.finish = resolve));
-  private markReady!: () => void;
-  private readonly readyPromise = new Promise<void>((resolve) => (this.markReady = resolve));
 
   constructor(
     private readonly handle: DatabaseHandle,
@@ -91,13 +89,11 @@ export class OperatorLoop implements SnapshotSource {
   }
 
   getSnapshot(): Snapshot {
-    if (!this.snapshot) throw new Error('the loop has not started');
-    return this.snapshot;
+    return this.snapshots.getSnapshot();
   }
 
   subscribe(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.snapshots.subscribe(listener);
   }
 
   /** The session's id ('' until the session row exists). */
@@ -105,9 +101,9 @@ export class OperatorLoop implements SnapshotSource {
     return this.started?.id ?? '';
   }
 
-  /** Resolves once the first snapshot is published (a display can start then); again is harmless. */
+  /** Resolves once the first snapshot is published (a display can start then). */
   ready(): Promise<void> {
-    return this.readyPromise;
+    return this.snapshots.ready;
   }
 
   // --- life cycle ---------------------------------------------------------------------------
@@ -310,11 +306,12 @@ export class OperatorLoop implements SnapshotSource {
    */
   abort(reason: AbortReason, error?: unknown): Promise<void> {
     const { lifecycle } = this;
-    if (lifecycle.phase === 'aborting' || (lifecycle.phase === 'stopped' && lifecycle.rollback)) {
+    const underWay = lifecycle.phase === 'aborting' || lifecycle.phase === 'stopped' ? lifecycle.rollback : null;
+    if (underWay) {
       // A second Ctrl-C is answered; errors during the abort (a terminal gone with SIGHUP) are not,
       // or writing the answer to that terminal would raise the next one.
       if (reason !== 'error') this.journal.emit('warning', null, 'The rollback is still running; please wait.');
-      return lifecycle.rollback!;
+      return underWay;
     }
     if (lifecycle.phase === 'stopped') return Promise.resolve();
     // Started on the next tick, so that the lifecycle says `aborting` before any of it runs.
@@ -362,7 +359,7 @@ export class OperatorLoop implements SnapshotSource {
   private publish(): void {
     if (!this.base || !this.started) return;
     const { production, options, who } = this;
-    this.snapshot = buildSnapshot({
+    this.snapshots.publish(buildSnapshot({
       now: Date.now(),
       production: productionPart(production),
       database: who.databaseLabel,
@@ -387,8 +384,6 @@ export class OperatorLoop implements SnapshotSource {
       alerts: this.journal.currentAlerts(),
       abort: this.abortState,
       keysEnabled: who.keysEnabled,
-    });
-    this.markReady();
-    for (const listener of this.listeners) listener();
+    }));
   }
 }
