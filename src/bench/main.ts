@@ -128,7 +128,10 @@ async function main(): Promise<void> {
 
     log(`memory: one session process working on the ${largest}-run production`);
     const worker = fileURLToPath(new URL('./memory-worker.js', import.meta.url));
-    const { stdout } = await promisify(execFile)(process.execPath, [worker, database.url, String(big.productionId), args.quick ? '5' : '15']);
+    // The URL (with its password) goes in the environment: a command line is for anyone's ps to read.
+    const { stdout } = await promisify(execFile)(process.execPath, [worker, String(big.productionId), args.quick ? '5' : '15'], {
+      env: { ...process.env, DATABASE_URL: database.url },
+    });
     const memory = JSON.parse(stdout) as { ticks: number; finished: number; rssBytes: number; peakRssBytes: number; heapUsedBytes: number };
 
     log('statements per loop pass: busy session');

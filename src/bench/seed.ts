@@ -9,6 +9,13 @@ import type { Database } from '../db/schema.js';
 
 let nextType = 0;
 
+/**
+ * What of a frozen config the loop's functions read when the bench drives them: judging a job
+ * deletes its staged input if it lies in stagingDir, and the bench's staged paths (/bench/runN,
+ * src/bench/tick.ts) lie outside this one, which does not exist, so that no file is touched.
+ */
+export const BENCH_CONFIG = { stagingDir: '/nonexistent/run-production-bench/staging', dataDir: '/nonexistent/run-production-bench/data' };
+
 export async function seedRuns(db: Kysely<Database>, first: number, count: number): Promise<void> {
   await sql`
     INSERT INTO runs (run_number, dataset, quality, size_bytes)
@@ -22,7 +29,7 @@ export async function seedProduction(db: Kysely<Database>, first: number, count:
   await seedRuns(db, first, count);
   const production = await db
     .insertInto('productions')
-    .values({ type: `bench${nextType++}`, version: 1, tag: 'bench', config: JSON.stringify({}), max_attempts: 3, created_by: 'bench' })
+    .values({ type: `bench${nextType++}`, version: 1, tag: 'bench', config: JSON.stringify(BENCH_CONFIG), max_attempts: 3, created_by: 'bench' })
     .returning('id')
     .executeTakeFirstOrThrow();
   await sql`
