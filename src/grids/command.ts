@@ -249,9 +249,17 @@ export type OptionsOf<S extends Record<string, OptionKind>> = { [K in keyof S]?:
 
 /** The `job.options` every scheduler backend takes for running its commands (see CommandOptions). */
 export const COMMAND_OPTION_KINDS = {
+  /** Run the scheduler's commands on this submit host over ssh. */
   sshHost: 'string',
+  /** Per scheduler command; default 30. */
   commandTimeoutSeconds: 'positive number',
 } as const;
+
+/**
+ * A backend's options: what its table of kinds declares (each key documented there), and the
+ * production's `job.environment`, which createGrid adds (it is not a `job.options` key).
+ */
+export type BackendOptions<S extends Record<string, OptionKind>> = OptionsOf<S> & { environment?: readonly string[] };
 
 /**
  * Scheduler backend options arrive from the config file as `job.options`

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, submitEnvironment, writeBatchScript } from './batch-script.js';
-import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
+import { COMMAND_OPTION_KINDS, firstLine, type BackendOptions, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { budgetUsed, GridUnavailableError, NOT_LOOKED_AT, type Grid, type JobRef, type JobSpec, type JobState, type PollOptions } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
@@ -15,27 +15,18 @@ import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
  * submitter's environment; the batch script sets it (batch-script.ts).
  */
 
-export interface HtcondorOptions {
-  /** `request_memory`, in MB or with a unit (`2 GB`). */
-  memory?: string;
-  /** `request_cpus`; default 1. */
-  cpus?: number;
-  /** Further submit-description lines, written as they are before `queue` (e.g. `+MaxRuntime = 7200`). */
-  extraLines?: string[];
-  /** Run the HTCondor commands on this submit host (where the schedd is) over ssh. */
-  sshHost?: string;
-  /** Per scheduler command; default 30. */
-  commandTimeoutSeconds?: number;
-  /** The production's `job.environment` (set by createGrid; not a `job.options` key). */
-  environment?: readonly string[];
-}
-
 const HTCONDOR_OPTIONS = {
+  /** `request_memory`, in MB or with a unit (`2 GB`). */
   memory: 'string or number',
+  /** `request_cpus`; default 1. */
   cpus: 'positive number',
+  /** Further submit-description lines, written as they are before `queue` (e.g. `+MaxRuntime = 7200`). */
   extraLines: 'string list',
   ...COMMAND_OPTION_KINDS,
 } as const;
+
+/** With sshHost, the commands run where the schedd is. */
+export type HtcondorOptions = BackendOptions<typeof HTCONDOR_OPTIONS>;
 
 /** Reads `job.options` of a production type whose backend is htcondor; throws naming the bad option. */
 export function htcondorOptionsFrom(raw: Record<string, unknown>, where = 'job.options'): HtcondorOptions {

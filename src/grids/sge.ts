@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, submitEnvironment, writeBatchScript } from './batch-script.js';
-import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
+import { COMMAND_OPTION_KINDS, firstLine, type BackendOptions, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { budgetUsed, GridUnavailableError, NOT_LOOKED_AT, type Grid, type JobRef, type JobSpec, type JobState, type PollOptions } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
@@ -17,33 +17,21 @@ import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
  * environment; the batch script sets it (batch-script.ts).
  */
 
-export interface SgeOptions {
-  /** `-q`: queue (or queue list) to submit to. */
-  queue?: string;
-  /** `-P`: project. */
-  project?: string;
-  /** `h_rt` resource: wall-time limit, e.g. `02:00:00` or seconds. */
-  time?: string;
-  /** `h_vmem` resource: memory limit, e.g. `4G`. */
-  memory?: string;
-  /** Further qsub arguments, passed as they are (e.g. `-pe`, `smp`, `4`). */
-  extraArgs?: string[];
-  /** Run the Grid Engine commands on this submit host over ssh. */
-  sshHost?: string;
-  /** Per scheduler command; default 30. */
-  commandTimeoutSeconds?: number;
-  /** The production's `job.environment` (set by createGrid; not a `job.options` key). */
-  environment?: readonly string[];
-}
-
 const SGE_OPTIONS = {
+  /** `-q`: queue (or queue list) to submit to. */
   queue: 'string',
+  /** `-P`: project. */
   project: 'string',
+  /** `h_rt` resource: wall-time limit, e.g. `02:00:00` or seconds. */
   time: 'string or number',
+  /** `h_vmem` resource: memory limit, e.g. `4G`. */
   memory: 'string or number',
+  /** Further qsub arguments, passed as they are (e.g. `-pe`, `smp`, `4`). */
   extraArgs: 'string list',
   ...COMMAND_OPTION_KINDS,
 } as const;
+
+export type SgeOptions = BackendOptions<typeof SGE_OPTIONS>;
 
 /** Reads `job.options` of a production type whose backend is sge; throws naming the bad option. */
 export function sgeOptionsFrom(raw: Record<string, unknown>, where = 'job.options'): SgeOptions {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { failureExitCode, stateFromWrapper, submitEnvironment, writeBatchScript } from './batch-script.js';
-import { COMMAND_OPTION_KINDS, firstLine, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
+import { COMMAND_OPTION_KINDS, firstLine, type BackendOptions, readOptions, runCommand, type CommandResult, type CommandRunner } from './command.js';
 import { budgetUsed, GridUnavailableError, NOT_LOOKED_AT, type Grid, type JobRef, type JobSpec, type JobState, type PollOptions } from './grid.js';
 import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
 
@@ -15,31 +15,21 @@ import { readWrapperStatus, type WrapperStatus } from './wrapper.js';
  * batch script sets the job's environment itself (batch-script.ts).
  */
 
-export interface SlurmOptions {
-  partition?: string;
-  account?: string;
-  /** Wall-time limit in a form sbatch accepts, e.g. `02:00:00` or `1-00:00:00`. */
-  time?: string;
-  /** Memory per node in a form sbatch accepts, e.g. `4G`. */
-  memory?: string;
-  /** Further sbatch arguments, passed as they are (e.g. `--qos=long`). */
-  extraArgs?: string[];
-  /** Run the Slurm commands on this submit host over ssh. */
-  sshHost?: string;
-  /** Per scheduler command; default 30. */
-  commandTimeoutSeconds?: number;
-  /** The production's `job.environment` (set by createGrid; not a `job.options` key). */
-  environment?: readonly string[];
-}
-
 const SLURM_OPTIONS = {
+  /** `--partition`. */
   partition: 'string',
+  /** `--account`. */
   account: 'string',
+  /** Wall-time limit in a form sbatch accepts, e.g. `02:00:00` or `1-00:00:00`. */
   time: 'string or number',
+  /** Memory per node in a form sbatch accepts, e.g. `4G`. */
   memory: 'string or number',
+  /** Further sbatch arguments, passed as they are (e.g. `--qos=long`). */
   extraArgs: 'string list',
   ...COMMAND_OPTION_KINDS,
 } as const;
+
+export type SlurmOptions = BackendOptions<typeof SLURM_OPTIONS>;
 
 /** Reads `job.options` of a production type whose backend is slurm; throws naming the bad option. */
 export function slurmOptionsFrom(raw: Record<string, unknown>, where = 'job.options'): SlurmOptions {
