@@ -14,7 +14,7 @@ let nextType = 0;
  * deletes its staged input if it lies in stagingDir, and the bench's staged paths (/bench/runN,
  * src/bench/tick.ts) lie outside this one, which does not exist, so that no file is touched.
  */
-export const BENCH_CONFIG = { stagingDir: '/nonexistent/run-production-bench/staging', dataDir: '/nonexistent/run-production-bench/data' };
+const BENCH_CONFIG = { stagingDir: '/nonexistent/run-production-bench/staging', dataDir: '/nonexistent/run-production-bench/data' };
 
 export async function seedRuns(db: Kysely<Database>, first: number, count: number): Promise<void> {
   await sql`

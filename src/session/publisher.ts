@@ -17,10 +17,6 @@ export class SnapshotPublisher implements SnapshotSource {
     for (const listener of this.listeners) listener();
   }
 
-  get published(): boolean {
-    return this.latest !== null;
-  }
-
   getSnapshot(): Snapshot {
     if (!this.latest) throw new Error('the loop has published no snapshot yet');
     return this.latest;

@@ -78,6 +78,8 @@ export async function startRelay(targetPort: number): Promise<Relay> {
   const sockets = new Set<Socket>();
   let server: Server | null = null;
   let trigger: { text: string; downForMs: number; struck: () => void } | null = null;
+  /** The restore a cutWhen scheduled; a cut by the test (its clean-up, say) cancels it. */
+  let pendingRestore: NodeJS.Timeout | null = null;
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       const relay = createServer((client) => {
@@ -97,7 +99,7 @@ export async function startRelay(targetPort: number): Promise<Relay> {
           const armed = trigger;
           if (armed && chunk.includes(armed.text)) {
             trigger = null;
-            void cut().then(() => setTimeout(() => void listen().then(armed.struck), armed.downForMs));
+            void dropAll().then(() => (pendingRestore = setTimeout(() => void restore().then(armed.struck), armed.downForMs)));
             return;
           }
           upstream.write(chunk);
@@ -110,12 +112,17 @@ export async function startRelay(targetPort: number): Promise<Relay> {
         resolve();
       });
     });
-  const cut = async () => {
+  /** Every relayed connection dropped, new ones refused. */
+  const dropAll = async () => {
     const relay = server;
     server = null;
     for (const socket of [...sockets]) socket.destroy();
     sockets.clear();
     if (relay) await new Promise<void>((resolve) => relay.close(() => resolve()));
+  };
+  const restore = async () => {
+    pendingRestore = null;
+    if (!server) await listen();
   };
   await listen();
   return {
@@ -125,10 +132,12 @@ export async function startRelay(targetPort: number): Promise<Relay> {
       url.port = String(port);
       return url.toString();
     },
-    cut,
-    async restore() {
-      if (!server) await listen();
+    async cut() {
+      if (pendingRestore) clearTimeout(pendingRestore);
+      pendingRestore = null;
+      await dropAll();
     },
+    restore,
     cutWhen(text, downForMs) {
       return new Promise<void>((struck) => (trigger = { text, downForMs, struck }));
     },
